@@ -1,0 +1,191 @@
+"""Support for the book's notebooks: glued numbers, Colab, and the reproduction-status page.
+
+* :func:`glue` wraps ``myst_nb.glue`` for numbers quoted in the text: it turns NumPy scalars
+  into plain Python values and refuses NaN/inf, so a page never shows "nan".
+* :func:`glued_values` reads every glued value back from an *executed* notebook.
+* :func:`evaluate_claims` decides, for each claim of the papers kept in ``book/claims.yml``,
+  whether our numbers reproduce it (a small, safe predicate language: comparisons,
+  arithmetic, ``and``/``or``/``not``, ``abs``/``min``/``max``).
+
+Used by every chapter (``glue``) and by the reproduction-status page.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import operator
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def in_colab() -> bool:
+    """True inside Google Colab (the chapters' first cell installs cldyn only there)."""
+    return "google.colab" in sys.modules
+
+
+def as_plain(value: Any) -> Any:
+    """NumPy scalars and 0-d arrays -> Python bool/int/float; other values unchanged."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value
+
+
+def glue(key: str, value: Any, display: bool = False) -> None:
+    """``myst_nb.glue`` for a number, bool or string; NaN and inf are errors.
+
+    Figures are glued with ``myst_nb.glue`` directly.
+    """
+    from myst_nb import glue as _glue
+
+    value = as_plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"glued value {key!r} is {value}: the text would show it as such")
+    _glue(key, value, display=display)
+
+
+def glued_values(notebook: str | Path) -> dict[str, Any]:
+    """All values glued in an executed notebook, parsed back from their ``text/plain``."""
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    values: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook")
+            key = (meta or {}).get("mime_prefix", "") + "text/plain"
+            if not meta or key not in out.get("data", {}):
+                continue
+            text = out["data"][key]
+            text = "".join(text) if isinstance(text, list) else text
+            try:
+                values[meta["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                values[meta["name"]] = text
+    return values
+
+
+# ---------------------------------------------------------------- claims
+
+_BINOPS = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.Pow: operator.pow,
+}  # fmt: skip
+_CMPOPS = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}  # fmt: skip
+_FUNCS = {"abs": abs, "min": min, "max": max}
+
+
+def safe_eval(expr: str, names: Mapping[str, Any]) -> Any:
+    """Evaluate a claim predicate such as ``"adam > gd + 0.1 and rises"`` without ``eval``."""
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool, str)):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in names:
+                raise KeyError(f"predicate {expr!r} uses {node.id!r}, which has no value")
+            return names[node.id]
+        if isinstance(node, ast.BoolOp):
+            vals = [ev(v) for v in node.values]
+            return all(vals) if isinstance(node.op, ast.And) else any(vals)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+            v = ev(node.operand)
+            return (not v) if isinstance(node.op, ast.Not) else -v
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.Compare):
+            left = ev(node.left)
+            for op, comp in zip(node.ops, node.comparators):
+                right = ev(comp)
+                if type(op) not in _CMPOPS or not _CMPOPS[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _FUNCS
+        ):
+            return _FUNCS[node.func.id](*[ev(a) for a in node.args])
+        raise ValueError(f"predicate {expr!r}: unsupported syntax {ast.dump(node)[:60]}")
+
+    return ev(ast.parse(expr, mode="eval"))
+
+
+def load_claims(path: str | Path) -> list[dict[str, Any]]:
+    """The claims registry (``book/claims.yml``), checked for required fields."""
+    import yaml
+
+    claims = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
+    required = {"id", "paper", "where", "claim", "paper_value", "chapter", "values", "shown",
+                "reproduced_if"}  # fmt: skip
+    ids = set()
+    for c in claims:
+        missing = required - set(c)
+        if missing:
+            raise ValueError(f"claim {c.get('id', '?')} lacks {', '.join(sorted(missing))}")
+        if c["id"] in ids:
+            raise ValueError(f"duplicate claim id {c['id']}")
+        ids.add(c["id"])
+    return claims
+
+
+def _evaluate(claim, values_spec, glued, chapter):
+    names, missing = {}, []
+    for var, key in values_spec.items():
+        if key in glued:
+            names[var] = glued[key]
+        else:
+            missing.append(f"{chapter}::{key}")
+    if missing:
+        raise KeyError(f"claim {claim['id']}: no glued value for {', '.join(missing)}")
+    return claim["shown"].format(**names), bool(safe_eval(claim["reproduced_if"], names))
+
+
+def evaluate_claims(claims, executed_dir: str | Path) -> list[dict[str, Any]]:
+    """Evaluate every claim from the glued values of the executed chapters in ``executed_dir``.
+
+    Each claim names its chapter notebook, the glued keys it reads (``values``, and
+    optionally ``larger.values`` for committed larger-scale results), how to show them and
+    the predicate that decides "reproduced". A missing notebook or glued value raises.
+    """
+    executed_dir = Path(executed_dir)
+    cache: dict[str, dict[str, Any]] = {}
+    rows = []
+    for c in claims:
+        nb = executed_dir / f"{c['chapter']}.ipynb"
+        if c["chapter"] not in cache:
+            if not nb.exists():
+                raise FileNotFoundError(f"claim {c['id']}: executed chapter {nb} not found")
+            cache[c["chapter"]] = glued_values(nb)
+        glued = cache[c["chapter"]]
+        ours, ok = _evaluate(c, c["values"], glued, c["chapter"])
+        row = {
+            "id": c["id"], "paper": c["paper"], "where": c["where"], "claim": c["claim"],
+            "paper_value": c["paper_value"], "ci": ours, "ci_ok": ok,
+            "larger": None, "larger_ok": None, "larger_scale": None,
+        }  # fmt: skip
+        if c.get("larger"):
+            big = c["larger"]
+            row["larger"], row["larger_ok"] = _evaluate(c, big["values"], glued, c["chapter"])
+            row["larger_scale"] = big["scale"]
+        row["verdict"] = verdict(row["ci_ok"], row["larger_ok"])
+        rows.append(row)
+    return rows
+
+
+def verdict(ci_ok: bool, larger_ok: bool | None) -> str:
+    if ci_ok and larger_ok in (True, None):
+        return "reproduced"
+    if ci_ok or larger_ok:
+        return "reproduced at " + ("ci scale only" if ci_ok else "the larger scale only")
+    return "not reproduced"

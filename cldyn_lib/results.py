@@ -1,0 +1,212 @@
+"""Small result arrays with provenance: "load if present, else compute", written atomically.
+
+A result is a single ``.npz`` file: the named arrays plus a JSON provenance record under the
+key ``__provenance__`` (config, scale, package versions, device, data sources, git commit,
+time). It is written under a temporary name and renamed into place, so a file with the
+final name is always complete.
+
+Results computed at a larger scale than ``ci`` (laptop, GPU) may be committed under
+``data/results/`` so that the rendered book shows the phenomenon at a scale the ci build
+cannot reach; the chapters label them with their scale and provenance, and still execute
+the ci run live beside them. No model checkpoints go into git.
+
+Introduced in the chapter *The toy model*; used by every chapter with committed results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .fetch import DataSource, display_path, repo_root
+
+PROVENANCE_KEY = "__provenance__"
+
+
+def results_dir() -> Path:
+    """``CLDYN_RESULTS``, else ``data/results`` in the repository, else ``~/.cache/cldyn/results``."""
+    if os.environ.get("CLDYN_RESULTS"):
+        return Path(os.environ["CLDYN_RESULTS"]).expanduser()
+    root = repo_root()
+    return root / "data" / "results" if root else Path.home() / ".cache" / "cldyn" / "results"
+
+
+@dataclasses.dataclass
+class Result:
+    """Named arrays plus their provenance."""
+
+    arrays: dict[str, np.ndarray]
+    provenance: dict[str, Any]
+    path: Path | None = None
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.arrays
+
+    @property
+    def scale(self) -> str | None:
+        return self.provenance.get("scale")
+
+    def label(self) -> str:
+        """A one-line description for figure captions: scale, device, date, commit."""
+        p = self.provenance
+        commit = (p.get("git") or {}).get("commit") or "unknown commit"
+        device = (p.get("device") or {}).get("name", "?")
+        return f"scale {p.get('scale')}, {device}, {p.get('created', '?')[:10]}, {commit[:8]}"
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def git_commit() -> dict[str, Any]:
+    root = repo_root()
+    if root is None:
+        return {"commit": None, "dirty": None}
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "-uno"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit or None, "dirty": bool(status.strip())}
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("cldyn", "numpy", "torch", "transformers"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def device_info(device: str = "cpu") -> dict[str, Any]:
+    info: dict[str, Any] = {"type": device, "name": platform.processor() or platform.machine()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if device.startswith("cuda") and torch.cuda.is_available():
+            info["name"] = torch.cuda.get_device_name(0)
+            info["tf32"] = torch.backends.cuda.matmul.allow_tf32
+    except ImportError:  # pragma: no cover
+        pass
+    return info
+
+
+def provenance(
+    config=None,
+    *,
+    scale: str | None = None,
+    device: str = "cpu",
+    sources: tuple[DataSource, ...] | list[DataSource] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything needed to tell where a result came from."""
+    cfg = None
+    if config is not None:
+        fields = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        cfg = {"type": type(config).__name__, **fields}
+    return {
+        "config": cfg,
+        "scale": scale,
+        "versions": package_versions(),
+        "device": device_info(device),
+        "data": [s.to_dict() for s in sources],
+        "git": git_commit(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **dict(extra or {}),
+    }
+
+
+# ---------------------------------------------------------------- files
+
+
+def save_result(
+    path: str | os.PathLike, arrays: Mapping[str, Any], prov: Mapping[str, Any]
+) -> Path:
+    """Write ``arrays`` and ``prov`` to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    if PROVENANCE_KEY in arrays:
+        raise ValueError(f"array name {PROVENANCE_KEY!r} is reserved")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    payload[PROVENANCE_KEY] = np.array(json.dumps(prov, sort_keys=True, default=str))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_result(path: str | os.PathLike) -> Result:
+    """Read a result written by :func:`save_result` (no pickles: ``allow_pickle=False``)."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != PROVENANCE_KEY}
+        prov = json.loads(str(data[PROVENANCE_KEY])) if PROVENANCE_KEY in data.files else {}
+    return Result(arrays, prov, path)
+
+
+def result_path(name: str, config, scale: str | None = None) -> Path:
+    """``<results_dir>/<name>-<scale>-<config hash>.npz``."""
+    tag = f"-{scale}" if scale else ""
+    return results_dir() / f"{name}{tag}-{config.key()}.npz"
+
+
+def load_or_compute(
+    name: str,
+    config,
+    compute: Callable[[Any], Mapping[str, Any]],
+    *,
+    scale: str | None = None,
+    allow_compute: bool = True,
+    recompute: bool = False,
+    device: str = "cpu",
+    sources=(),
+) -> Result:
+    """Load the result for ``(name, config)`` if present, else compute and save it.
+
+    ``compute(config)`` returns a mapping of arrays. With ``allow_compute=False`` a missing
+    result is an error that says how to make it (the ci build uses this so it never starts a
+    laptop-scale computation by accident).
+    """
+    path = result_path(name, config, scale)
+    if path.exists() and not recompute:
+        return load_result(path)
+    if not allow_compute:
+        raise FileNotFoundError(
+            f"result {path.name} is missing and computing it is not allowed here "
+            f"(scale {scale!r} is larger than this run's). Compute it with "
+            f"load_or_compute({name!r}, config, ..., allow_compute=True) at that scale, then "
+            f"commit {display_path(path)}."
+        )
+    arrays = dict(compute(config))
+    prov = provenance(config, scale=scale, device=device, sources=sources)
+    save_result(path, arrays, prov)
+    return Result(arrays, prov, path)

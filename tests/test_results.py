@@ -1,0 +1,62 @@
+"""Results: atomic writes, provenance, load-or-compute."""
+
+import numpy as np
+import pytest
+
+from cldyn_lib import results
+from cldyn_lib.toy import ToyConfig
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLDYN_RESULTS", str(tmp_path / "results"))
+    return tmp_path / "results"
+
+
+def test_roundtrip_with_provenance(results_dir):
+    cfg = ToyConfig(epochs=2)
+    prov = results.provenance(cfg, scale="laptop", device="cpu")
+    path = results.save_result(
+        results_dir / "x.npz", {"losses": np.arange(6.0).reshape(3, 2)}, prov
+    )
+    back = results.load_result(path)
+    assert np.array_equal(back["losses"], np.arange(6.0).reshape(3, 2))
+    p = back.provenance
+    assert p["config"]["type"] == "ToyConfig" and p["config"]["epochs"] == 2
+    assert p["scale"] == "laptop" and "numpy" in p["versions"] and "torch" in p["versions"]
+    assert set(p["git"]) == {"commit", "dirty"} and p["device"]["type"] == "cpu"
+    assert "scale laptop" in back.label()
+
+
+def test_failed_write_leaves_nothing_under_the_final_name(results_dir, monkeypatch):
+    target = results_dir / "y.npz"
+    results.save_result(target, {"a": np.zeros(3)}, {"v": 1})
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", explode)
+    with pytest.raises(OSError, match="disk full"):
+        results.save_result(target, {"a": np.ones(3)}, {"v": 2})
+    assert np.array_equal(results.load_result(target)["a"], np.zeros(3))  # old one intact
+    assert not list(results_dir.glob("*.part"))
+    with pytest.raises(ValueError, match="reserved"):
+        results.save_result(target, {results.PROVENANCE_KEY: 1}, {})
+
+
+def test_load_or_compute_computes_once(results_dir):
+    calls = []
+
+    def compute(cfg):
+        calls.append(cfg)
+        return {"value": np.array([cfg.seed])}
+
+    cfg = ToyConfig(seed=7)
+    first = results.load_or_compute("demo", cfg, compute, scale="laptop")
+    second = results.load_or_compute("demo", cfg, compute, scale="laptop")
+    assert len(calls) == 1 and second["value"][0] == 7
+    assert first.path == second.path and cfg.key() in second.path.name
+    results.load_or_compute("demo", cfg, compute, scale="laptop", recompute=True)
+    assert len(calls) == 2
+    with pytest.raises(FileNotFoundError, match="computing it is not allowed"):
+        results.load_or_compute("demo", cfg.replace(seed=8), compute, allow_compute=False)

@@ -1,0 +1,176 @@
+"""Build the book: execute every chapter with papermill, then render HTML.
+
+    python tools/build_book.py [--scale ci] [--only toy_model] [--jobs 1]
+
+Steps (all outputs are build artifacts under ``_build/``):
+1. copy the book sources (``_config.yml``, ``_toc.yml``, ``references.bib``, ``book/``) to
+   ``_build/src``;
+2. fetch MathJax, require.js and the Jupyter widget manager from the npm registry into
+   ``_build/src/vendor`` (cached in ``_build/vendor-cache``), so the pages render offline;
+3. execute the notebooks in table-of-contents order with papermill, injecting ``SCALE``;
+   the reproduction-status and execution-time pages come last in the toc because they
+   read the executed chapters;
+4. ``jupyter-book build -W -n --keep-going`` on the executed copy (``execute_notebooks: off``),
+   so any notebook error or Sphinx warning fails the build.
+
+The rendered book ends up in ``_build/html`` (a link to ``_build/src/_build/html``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "_build"
+SRC = BUILD / "src"
+CHAPTER_BUDGET_S = 45.0
+BOOK_BUDGET_S = 8 * 60.0
+
+# npm package -> {file or folder inside the package: destination under vendor/}
+VENDOR = {
+    "mathjax@3.2.2": {"es5": "mathjax"},
+    "requirejs@2.3.7": {"require.js": "require.js"},
+    "@jupyter-widgets/html-manager@1.0.15": {"dist": "html-manager"},
+}
+
+
+def toc_docs(toc_path: Path) -> list[str]:
+    """Document names in table-of-contents order (root first)."""
+    toc = yaml.safe_load(toc_path.read_text())
+    docs = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                docs.append(entry["file"])
+            walk(entry.get("sections"))
+            for part in entry.get("parts", []) if isinstance(entry, dict) else []:
+                walk(part.get("chapters"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return docs
+
+
+def copy_sources() -> None:
+    if SRC.exists():
+        shutil.rmtree(SRC)
+    SRC.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml", "references.bib"):
+        shutil.copy2(ROOT / name, SRC / name)
+    shutil.copytree(
+        ROOT / "book", SRC / "book", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.pyc")
+    )
+
+
+def fetch_vendor_assets() -> None:
+    cache = BUILD / "vendor-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    dest_root = SRC / "vendor"
+    for spec, files in VENDOR.items():
+        name, version = spec.rsplit("@", 1)
+        tgz = cache / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
+        if not tgz.exists():
+            print(f"[vendor] npm pack {spec}", flush=True)
+            subprocess.run(
+                ["npm", "pack", spec, "--pack-destination", str(cache), "--silent"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        unpacked = cache / tgz.stem
+        if not unpacked.exists():
+            tmp = unpacked.with_suffix(".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            with tarfile.open(tgz) as tf:
+                tf.extractall(tmp, filter="data")
+            tmp.rename(unpacked)
+        for inner, target in files.items():
+            src, dst = unpacked / "package" / inner, dest_root / target
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst, dirs_exist_ok=True)
+            else:
+                shutil.copy2(src, dst)
+
+
+def execute(notebooks: list[Path], scale: str) -> dict[str, float]:
+    import papermill as pm
+
+    durations: dict[str, float] = {}
+    for nb in notebooks:
+        rel = nb.relative_to(SRC)
+        print(f"[execute] {rel} (SCALE={scale!r})", flush=True)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(nb),
+                str(nb),
+                parameters={"SCALE": scale},
+                kernel_name="python3",
+                cwd=str(nb.parent),
+                progress_bar=False,
+                execution_timeout=600,  # a hung kernel fails the build instead of blocking it
+                log_output=False,
+            )
+        except pm.PapermillExecutionError as err:
+            print(f"[execute] FAILED {rel}: {err.ename}: {err.evalue}", file=sys.stderr)
+            raise SystemExit(1) from None
+        durations[str(rel)] = time.perf_counter() - t0
+        print(f"[execute] {rel}: {durations[str(rel)]:.1f} s", flush=True)
+    return durations
+
+
+def build_html() -> None:
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe), "build", str(SRC), "-W", "-n", "--keep-going"]
+    print("[html] jupyter-book " + " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True)
+    link = BUILD / "html"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path("src") / "_build" / "html")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="ci", help="SCALE injected into every chapter")
+    parser.add_argument("--only", nargs="*", help="execute only these notebooks (stems)")
+    parser.add_argument("--no-html", action="store_true", help="execute only, skip rendering")
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    copy_sources()
+    fetch_vendor_assets()
+    docs = toc_docs(SRC / "_toc.yml")
+    notebooks = [SRC / f"{d}.ipynb" for d in docs if (SRC / f"{d}.ipynb").exists()]
+    if args.only:
+        notebooks = [nb for nb in notebooks if nb.stem in args.only]
+    durations = execute(notebooks, args.scale)
+    (BUILD / "execution_times.json").write_text(json.dumps(durations, indent=1))
+    if not args.no_html:
+        build_html()
+    total = time.perf_counter() - t0
+    print("\nchapter execution times (budget %.0f s each at ci scale):" % CHAPTER_BUDGET_S)
+    for name, sec in durations.items():
+        flag = "  OVER BUDGET" if args.scale == "ci" and sec > CHAPTER_BUDGET_S else ""
+        print(f"  {sec:6.1f} s  {name}{flag}")
+    executed = sum(durations.values())
+    print(f"  {executed:6.1f} s  all notebooks (budget {BOOK_BUDGET_S:.0f} s)")
+    print(f"  {total:6.1f} s  whole build, HTML included")
+    if not args.no_html:
+        print(f"\nopen {BUILD / 'html' / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
