@@ -51,8 +51,12 @@ def declared_figures(page: str) -> list[str]:
 def site():
     if not (HTML / "index.html").exists():
         pytest.fail("the rendered book is missing: run `make book` first (make test does)")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML.resolve()))
-    handler.log_message = lambda *a: None
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(HTML.resolve()))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -87,8 +91,9 @@ def open_page(browser, url: str):
 
     page.route("**/*", route)
     page.goto(url, wait_until="load")
-    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
-    page.evaluate("() => MathJax.startup.promise")
+    if page.locator("script[src*='mathjax']").count():  # Sphinx adds MathJax to pages with math
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+        page.evaluate("() => MathJax.startup.promise")
     return page, outside
 
 
