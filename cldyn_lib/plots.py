@@ -93,7 +93,7 @@ def recovery_scores(ax, scores, *, label=None, color=None, marker="o"):
     )  # fmt: skip
     ax.set_xlabel("epoch n")
     ax.set_ylabel("recovery score RS(n)")
-    ax.set_xticks(epochs if len(epochs) <= 12 else epochs[:: max(1, len(epochs) // 10)])
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True, nbins=min(len(epochs), 10)))
     ax.axhline(0, color="0.6", lw=0.8)
     return container
 
