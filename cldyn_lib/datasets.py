@@ -16,17 +16,15 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .config import check_choice, check_int
-from .fetch import DataNotFoundError, DataSource, Remote, cache_dir, locate, offline
+from .fetch import DataNotFoundError, DataSource, Remote, cache_dir, locate, offline, write_atomic
 
 # ---------------------------------------------------------------- CNN/DailyMail
 
@@ -388,13 +386,5 @@ def _cifar_from_binary(path: Path, split: str):
 
 
 def save_npz_atomic(path: Path, **arrays) -> None:
-    """Write an ``.npz`` under a temporary name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write an ``.npz`` atomically (see :func:`cldyn_lib.fetch.write_atomic`)."""
+    write_atomic(path, lambda f: np.savez(f, **arrays))

@@ -24,11 +24,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from tqdm.auto import tqdm
 
@@ -264,14 +264,20 @@ def _layout_of(p: Path, mirror_path: str | None, remote: Remote | None) -> str:
     return "mirror"
 
 
-def atomic_copy(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` through a temporary name in the same folder."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    os.close(fd)
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
+
+    A crash or an exception leaves no file under the final name (and no temporary file), so
+    a partial file is never mistaken for a complete one. Returns ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
     try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path

@@ -21,13 +21,12 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .fetch import DataSource, display_path, repo_root
+from .fetch import DataSource, display_path, repo_root, write_atomic
 
 PROVENANCE_KEY = "__provenance__"
 
@@ -150,17 +149,9 @@ def save_result(
     path = Path(path)
     if PROVENANCE_KEY in arrays:
         raise ValueError(f"array name {PROVENANCE_KEY!r} is reserved")
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     payload[PROVENANCE_KEY] = np.array(json.dumps(prov, sort_keys=True, default=str))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez_compressed(f, **payload))
     return path
 
 
