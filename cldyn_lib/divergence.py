@@ -55,7 +55,7 @@ class DivergenceConfig(Config):
     seed: int = 0  #: the zap and the batch stream
 
     PRESETS = {
-        "ci": dict(steps=40, batch_size=32),
+        "ci": dict(steps=30, batch_size=16),
         "laptop": dict(steps=300, batch_size=64),
         "gpu": dict(steps=500, batch_size=256),
         "paper": dict(steps=500, batch_size=256),

@@ -65,12 +65,12 @@ class PretrainConfig(Config):
     seed: int = 0  #: weights, data order, zaps
 
     PRESETS = {
-        # ci: seconds per run on one CPU thread; a trend is not expected at this size
-        "ci": dict(channels=16, n_outputs=128, n_classes=100, epochs=6, asb_episodes=200,
-                   meta_episodes=40, inner_steps=10),
-        # laptop: tens of minutes for the whole set of models on one CPU thread
-        "laptop": dict(channels=32, n_classes=964, epochs=10, asb_episodes=3000,
-                       meta_episodes=1500),
+        # ci: about a second per run on one CPU thread; far too small for any trend
+        "ci": dict(channels=16, n_outputs=128, n_classes=50, epochs=8, batch_size=32,
+                   asb_episodes=50, meta_episodes=25, inner_steps=10),
+        # laptop: about an hour for 4 modes x 3 seeds on one CPU thread
+        "laptop": dict(channels=32, n_classes=964, epochs=10, asb_episodes=4000,
+                       meta_episodes=2000),
         "gpu": dict(channels=256, epochs=10, asb_episodes=9000, meta_episodes=5000),
         "paper": dict(),
     }  # fmt: skip

@@ -59,7 +59,7 @@ class TransferConfig(Config):
     seed: int = 0  #: the fresh head, the IID order
 
     PRESETS = {
-        "ci": dict(n_classes=20, eval_every=2),
+        "ci": dict(n_classes=10, eval_every=1),
         "laptop": dict(n_classes=200, eval_every=10),
         "gpu": dict(n_classes=600, eval_every=25),
         "paper": dict(),
