@@ -160,14 +160,6 @@ def run_divergence(
     return DivergenceResult(config, layers, weight_cos, disp_cos, grad_norm, losses, diverged_at)
 
 
-def check_zap_rows(config: DivergenceConfig, model: ConvNet) -> None:
-    """Raise :class:`~cldyn_lib.config.ConfigError` if ``config.zap_rows`` does not fit the head."""
-    from .zapping import zap_rows
-
-    if config.zap_rows not in ("all", "none"):
-        zap_rows(list(config.zap_rows), model.head.out_features)
-
-
 def half_life(curve: np.ndarray, start: float | None = None) -> float:
     """Steps until ``curve`` first closes half the gap between its start and 1 (NaN if never).
 

@@ -120,7 +120,7 @@ class TransferResult:
         out = np.full(len(m), np.nan)
         for k, n in enumerate(self.seen):
             if n > 0:
-                out[k] = np.mean(m[k, :n])
+                out[k] = np.mean(m[k, :n] if self.config.protocol == "sequential" else m[k])
         return out
 
     @property

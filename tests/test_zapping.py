@@ -302,3 +302,35 @@ def test_diverged_run_is_marked_not_raised():
 def test_half_life():
     assert divergence.half_life(np.array([0.0, 0.2, 0.6, 0.9])) == 2
     assert math.isnan(divergence.half_life(np.array([0.0, 0.1])))
+
+
+# ---------------------------------------------------------------- studies
+
+
+def test_best_probe_picks_the_learning_rate_with_the_best_seed_mean():
+    from cldyn_lib import shock
+
+    final = np.zeros((2, 2, 3, 3))  # (mode, protocol, lr, seed)
+    final[0, 0] = [[0.1, 0.2, 0.3], [0.5, 0.5, 0.0], [0.2, 0.2, 0.2]]  # means .2, .33, .2
+    final[1, 1, 2] = [0.9, np.nan, 0.9]  # a diverged seed disqualifies nothing else here
+    curves = np.arange(2 * 2 * 3 * 3 * 2 * 4, dtype=float).reshape(2, 2, 3, 3, 2, 4)
+    arrays = {"probe_final": final, "probe_curves": curves, "probe_lrs": np.array([1, 2, 3]),
+              "probe_forgetting_all": final * 0}  # fmt: skip
+    best = shock.best_probe(arrays)
+    assert best["best_lr"][0, 0] == 2 and best["best_lr"][1, 0] == 1
+    assert best["best_lr"][1, 1] == 1  # the NaN mean of lr 3 does not win
+    assert np.array_equal(best["final"][0, 0], final[0, 0, 1])
+    assert np.array_equal(best["acc"][0, 0], curves[0, 0, 1, :, 0])
+    assert np.array_equal(best["loss"][1, 0], curves[1, 0, 0, :, 1])
+
+
+def test_seen_mean_averages_seen_classes_only_in_sequential_transfer():
+    acc = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.5, 0.5, 1.0]])
+    seen = np.array([0, 1, 2, 3])
+    res = transfer.TransferResult(
+        transfer.TransferConfig(n_classes=3, eval_every=1), acc, acc, np.zeros(45),
+        seen * 15, seen, np.array([1, 2, 3]), np.arange(3), diverged=False,
+    )  # fmt: skip
+    assert np.allclose(res.seen_mean()[1:], [1.0, 0.75, 2 / 3]) and np.isnan(res.seen_mean()[0])
+    res.config = res.config.replace(protocol="iid")
+    assert np.allclose(res.seen_mean()[1:], [1 / 3, 0.5, 2 / 3])
