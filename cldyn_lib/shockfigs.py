@@ -254,6 +254,8 @@ def shock_bars(ax, arrays, modes, *, step: int = 0, title=None):
                    label=f"{mode_label(mode)}, {'zapped run' if r == 0 else 'control'}")  # fmt: skip
     ax.set_xticks(x, layers)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(plt.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("layer")
     ax.set_ylabel(f"gradient norm at step {step} after the zap")
     ax.legend(fontsize=7)
