@@ -59,7 +59,9 @@ class ShockStudy(Config):
         "ci": dict(
             scale="ci", probe_lrs=(2e-3, 1e-2), full_lr=1e-3, full_protocols=("sequential",)
         ),
-        "laptop": dict(scale="laptop", probe_lrs=(1e-4, 2e-4, 4e-4, 1e-3, 2e-3), full_lr=1e-4),
+        "laptop": dict(
+            scale="laptop", probe_lrs=(1e-4, 2e-4, 4e-4, 1e-3, 2e-3, 4e-3, 1e-2), full_lr=1e-4
+        ),
         "gpu": dict(scale="gpu"),
         "paper": dict(scale="paper"),
     }
