@@ -224,3 +224,23 @@ def run_divergence_study(study: DivergenceStudy, progress: bool = False) -> dict
                 bar.update()
     bar.close()
     return out
+
+
+def run_feature_stats(study: ShockStudy) -> dict[str, np.ndarray]:
+    """Health of each pre-trained model's features on the transfer images: the fraction of
+    conv features that are exactly zero (dead ReLUs) and their mean norm, ``[mode, seed]``."""
+    import torch
+
+    tdata = load_transfer_data(TransferConfig.preset(study.scale))
+    x = tdata.flat("train")[0]
+    M, S = len(study.modes), study.n_seeds
+    out = {"dead": np.zeros((M, S)), "norm": np.zeros((M, S))}
+    for i, mode in enumerate(study.modes):
+        pcfg = PretrainConfig.preset(study.scale, mode=mode)
+        for s in range(S):
+            model = load_or_pretrain(pcfg.replace(seed=s)).model
+            with torch.no_grad():
+                f = torch.cat([model.features(x[k : k + 500]) for k in range(0, len(x), 500)])
+            out["dead"][i, s] = (f == 0).float().mean().item()
+            out["norm"][i, s] = f.norm(dim=1).mean().item()
+    return out
