@@ -1,7 +1,7 @@
 """The experiments behind the two chapters on paper A, as load-or-compute results.
 
 - :class:`ShockStudy` / :func:`run_shock_study` (chapter *Zapping and transfer shock*, Fig. 1
-  and Table 1): pre-train every mode with several seeds (:func:`pretrain.load_or_pretrain`),
+  and Table 1): pre-train every mode with several seeds (:func:`cldyn_lib.pretrain.load_or_pretrain`),
   then transfer each model to novel characters: a linear probe with Adam over a grid of
   learning rates (the best one per mode and protocol is reported, as in the reference), and
   full fine-tuning with Adam at one learning rate, both sequentially and IID.

@@ -51,20 +51,6 @@ def plot_seen(ax, seen, curves, modes, *, which="acc", title=None):
         ax.set_title(title)
 
 
-def plot_within_class(ax, train_loss, modes, n_per_class: int = 15, title=None):
-    """Loss on the k-th drawing of each new class, just before the step that trains on it,
-    averaged over classes (then mean +- std over seeds): how fast a new class is taken in."""
-    M, S, steps = train_loss.shape
-    per = train_loss.reshape(M, S, steps // n_per_class, n_per_class)
-    k = np.arange(1, n_per_class + 1)
-    for i, mode in enumerate(modes):
-        band(ax, k, np.nanmean(per[i], axis=1), label=mode_label(mode), color=MODE_COLORS[mode])
-    ax.set_xlabel("drawing k of the current class (one step each)")
-    ax.set_ylabel("loss on drawing k before its step (nats)")
-    if title:
-        ax.set_title(title)
-
-
 def table1_rows(arrays, modes) -> list[tuple[str, ...]]:
     """Table 1's rows: mode, then the final held-out accuracy (%, mean +- std over seeds) of
     the sequential and IID linear probe (at its best lr) and of sequential / IID full
