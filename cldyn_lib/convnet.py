@@ -13,8 +13,10 @@ the per-layer analyses of *How far a shock travels*. We build the convs with
 ``bias=False`` (the model computes the same function).
 
 ``channels`` is the knob that makes the model affordable on a CPU (256 in the paper, 8-64
-in the book's ci and laptop presets). ``blocks=4, padding=1, in_channels=3, image_size=84``
-is the Omni-image variant; this book has no Omni-image data and never trains it.
+in the book's ci and laptop presets). ``blocks``, ``padding``, ``in_channels`` and
+``image_size`` allow a 4-block, padded, colour variant like the reference's Omni-image
+model (its exact pooling schedule is not checked here); this book has no Omni-image data
+and never trains it.
 
 Taught in the chapter *Zapping and transfer shock*; the per-layer views (``LAYERS``,
 :func:`layer_weights`) are used in *How far a shock travels*.

@@ -51,20 +51,25 @@ def plot_seen(ax, seen, curves, modes, *, which="acc", title=None):
         ax.set_title(title)
 
 
-def table1_rows(arrays, modes) -> list[tuple[str, ...]]:
+def table1_rows(arrays, modes, full_protocols=("sequential", "iid")) -> list[tuple[str, ...]]:
     """Table 1's rows: mode, then the final held-out accuracy (%, mean +- std over seeds) of
     the sequential and IID linear probe (at its best lr) and of sequential / IID full
-    fine-tuning ("-" where not run)."""
+    fine-tuning ("-" for protocols not in ``full_protocols``; "diverged" where every seed
+    diverged, and a count where some did)."""
     from .shock import best_probe
 
     best = best_probe(arrays)
     full = arrays["full_final"]
 
-    def cell(v):
+    def cell(v, ran=True):
         v = np.asarray(v, dtype=float)
-        if not np.isfinite(v).any():
+        if not ran:
             return "-"
-        return f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}"
+        if not np.isfinite(v).any():
+            return "diverged"
+        bad = int((~np.isfinite(v)).sum())
+        note = f" ({bad} diverged)" if bad else ""
+        return f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}{note}"
 
     rows = []
     for i, mode in enumerate(modes):
@@ -73,8 +78,8 @@ def table1_rows(arrays, modes) -> list[tuple[str, ...]]:
             mode_label(mode),
             f"{cell(best['final'][i, 0])} (lr {lr[0]:g})",
             f"{cell(best['final'][i, 1])} (lr {lr[1]:g})",
-            cell(full[i, 0]),
-            cell(full[i, 1]),
+            cell(full[i, 0], "sequential" in full_protocols),
+            cell(full[i, 1], "iid" in full_protocols),
         ))  # fmt: skip
     return rows
 
@@ -240,6 +245,7 @@ def shock_bars(ax, arrays, modes, *, step: int = 0, title=None):
                    label=f"{mode_label(mode)}, {'zapped run' if r == 0 else 'control'}")  # fmt: skip
     ax.set_xticks(x, layers)
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(plt.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(plt.FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("layer")

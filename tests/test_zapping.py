@@ -334,3 +334,16 @@ def test_seen_mean_averages_seen_classes_only_in_sequential_transfer():
     assert np.allclose(res.seen_mean()[1:], [1.0, 0.75, 2 / 3]) and np.isnan(res.seen_mean()[0])
     res.config = res.config.replace(protocol="iid")
     assert np.allclose(res.seen_mean()[1:], [1 / 3, 0.5, 2 / 3])
+
+
+def test_table1_marks_diverged_and_missing_cells():
+    from cldyn_lib import shockfigs
+
+    final = np.full((1, 2, 1, 3), 0.5)
+    final[0, 0, 0, 1] = np.nan  # one diverged seed of the sequential probe
+    arrays = {"probe_final": final, "probe_curves": np.zeros((1, 2, 1, 3, 2, 2)),
+              "probe_lrs": np.array([1e-3]), "probe_forgetting_all": np.zeros((1, 2, 1, 3)),
+              "full_final": np.array([[[np.nan] * 3, [np.nan] * 3]])}  # fmt: skip
+    row = shockfigs.table1_rows(arrays, ["iid"], full_protocols=("sequential",))[0]
+    assert row[0] == "IID" and row[1].startswith("50.0 ± 0.0 (1 diverged)")
+    assert row[3] == "diverged" and row[4] == "-"
