@@ -27,7 +27,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.book
 
 # what the issue asks to see on specific pages, beyond the figures their sources declare
-EXTRA = {"book/toy_model": {"min_sliders": 5, "figures": ["fig-toy-loss", "fig-toy-circle"]}}
+EXTRA = {
+    "book/toy_model": {"min_sliders": 5, "figures": ["fig-toy-loss", "fig-toy-circle"]},
+    "book/zapping_transfer": {"min_sliders": 3, "figures": ["fig-zap-transfer"]},
+    "book/zap_divergence": {"min_sliders": 2, "figures": ["fig-div-cos-laptop", "fig-div-shock"]},
+}
 
 
 def toc_pages() -> list[str]:

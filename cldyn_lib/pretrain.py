@@ -1,0 +1,304 @@
+"""Paper A's four pre-training modes on Omniglot's background set, and a cache of their models.
+
+- ``"iid"``: shuffled mini-batches (256) of all training images, Adam at lr 1e-3.
+- ``"zapped_iid"``: the same, and every ``zap_every``-th epoch after the first starts by
+  resampling *all* rows of the head (:func:`cldyn_lib.zapping.zap`).
+- ``"asb"`` (alternating sequential and batch learning): each episode picks one class, draws
+  ``inner_steps`` of its training images (with replacement), zaps that class's row, takes
+  ``inner_steps`` SGD steps of batch 1 at ``inner_lr`` on all parameters, then one Adam step
+  on those images plus ``remember`` random training images.
+- ``"meta_asb"``: the same episode, but the Adam step applies the gradient of the final
+  (batch) loss with respect to the weights *before* the inner steps, differentiating through
+  all of them (second order, :func:`meta_gradient`, written with ``torch.func`` instead of
+  the ``higher`` library); the inner steps themselves are then thrown away.
+
+Pre-trained models are expensive and shared by chapters, so :func:`load_or_pretrain` keeps
+their weights in the data cache (``data/cache/models``, never committed), keyed by the config.
+
+Taught in the chapter *Zapping and transfer shock*; *How far a shock travels* reuses the models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from .config import Config, ConfigError, check_choice, check_float, check_int
+from .convnet import ConvNet
+from .omniglot import N_CLASSES, OmniglotTensors
+from .zapping import INITS, zap
+
+MODES = ("iid", "zapped_iid", "asb", "meta_asb")
+MODE_LABELS = {"iid": "IID", "zapped_iid": "zapped IID", "asb": "ASB", "meta_asb": "Meta-ASB"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig(Config):
+    """One pre-training run. Defaults are the reference's Omniglot settings (scale ``paper``)."""
+
+    mode: str = "iid"  #: "iid", "zapped_iid", "asb" or "meta_asb"
+    channels: int = 256  #: conv channels (256 in the paper)
+    n_outputs: int = 1000  #: rows of the head (1000 in the reference, for 964 classes)
+    n_classes: int = 964  #: background characters used (a seeded subset when < 964)
+    epochs: int = 10  #: iid / zapped_iid: passes over the training images
+    batch_size: int = 256  #: iid / zapped_iid mini-batch
+    lr: float = 1e-3  #: Adam learning rate (the outer step of asb / meta_asb)
+    zap_every: int = 1  #: zapped_iid: zap all head rows every k-th epoch after the first
+    zap_init: str = "reference"  #: "reference" (std sqrt(2/(k d))) or "kaiming" (sqrt(2/d))
+    asb_episodes: int = 9000  #: asb: number of episodes
+    meta_episodes: int = 25000  #: meta_asb: number of episodes
+    inner_steps: int = 20  #: asb / meta_asb: batch-1 SGD steps on one class per episode
+    inner_lr: float = 0.1  #: asb / meta_asb: SGD learning rate of the inner steps
+    remember: int = 64  #: asb / meta_asb: random training images added to the Adam step
+    data_seed: int = 0  #: which characters (when n_classes < 964) and which 15 drawings
+    seed: int = 0  #: weights, data order, zaps
+
+    PRESETS = {
+        # ci: about a second per run on one CPU thread; far too small for any trend
+        "ci": dict(channels=16, n_outputs=128, n_classes=50, epochs=8, batch_size=32,
+                   asb_episodes=50, meta_episodes=25, inner_steps=10),
+        # laptop: about an hour for 4 modes x 3 seeds on one CPU thread
+        "laptop": dict(channels=32, n_classes=964, epochs=10, asb_episodes=4000,
+                       meta_episodes=2000),
+        "gpu": dict(channels=256, epochs=10, asb_episodes=9000, meta_episodes=5000),
+        "paper": dict(),
+    }  # fmt: skip
+
+    def validate(self) -> None:
+        check_choice("mode", self.mode, MODES)
+        check_int("channels", self.channels, 1, 1024)
+        check_int("n_classes", self.n_classes, 2, N_CLASSES["background"])
+        check_int("n_outputs", self.n_outputs, self.n_classes, 100_000)
+        check_int("epochs", self.epochs, 1, 10_000)
+        check_int("batch_size", self.batch_size, 1, 100_000)
+        check_float("lr", self.lr, 0, None, lo_open=True)
+        check_int("zap_every", self.zap_every, 1, 10_000)
+        check_choice("zap_init", self.zap_init, INITS)
+        check_int("asb_episodes", self.asb_episodes, 1, 10_000_000)
+        check_int("meta_episodes", self.meta_episodes, 1, 10_000_000)
+        check_int("inner_steps", self.inner_steps, 1, 1000)
+        check_float("inner_lr", self.inner_lr, 0, None, lo_open=True)
+        check_int("remember", self.remember, 0, 100_000)
+        check_int("data_seed", self.data_seed, 0, 2**32 - 1)
+        check_int("seed", self.seed, 0, 2**32 - 1)
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything a pre-training loop changes, in one place (so it can be saved and resumed)."""
+
+    model: ConvNet
+    optimizer: torch.optim.Optimizer  #: Adam (the outer optimizer of the episodic modes)
+    generator: torch.Generator  #: zaps
+    rng: np.random.Generator  #: data order and episode sampling
+    step: int = 0  #: Adam steps taken
+    losses: list = dataclasses.field(default_factory=list)  #: training loss of each Adam step
+
+
+@dataclasses.dataclass
+class PretrainResult:
+    """A pre-trained model and how it got there."""
+
+    config: PretrainConfig
+    model: ConvNet
+    losses: np.ndarray  #: training loss of every Adam step (the batch loss for asb/meta_asb)
+    seconds: float  #: compute time (0 when loaded from the cache)
+    provenance: dict
+    path: Path | None = None
+
+
+def build_model(config: PretrainConfig, seed: int | None = None) -> ConvNet:
+    """The untrained ConvNet of ``config`` (weights drawn from ``seed``, default config.seed)."""
+    gen = torch.Generator().manual_seed(config.seed if seed is None else seed)
+    return ConvNet(config.channels, config.n_outputs, generator=gen)
+
+
+def load_data(config: PretrainConfig) -> OmniglotTensors:
+    """The background characters and training drawings ``config`` pre-trains on."""
+    from . import omniglot
+
+    return omniglot.load("background", config.n_classes, config.data_seed)
+
+
+def initial_state(config: PretrainConfig, device: str = "cpu") -> TrainState:
+    model = build_model(config).to(device)
+    return TrainState(
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters(), lr=config.lr),
+        generator=torch.Generator().manual_seed(config.seed + 1),
+        rng=np.random.default_rng([config.seed, 3]),
+    )
+
+
+def pretrain(
+    config: PretrainConfig,
+    data: OmniglotTensors | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+) -> PretrainResult:
+    """Pre-train a ConvNet with ``config.mode``; deterministic given the config on CPU."""
+    data = load_data(config) if data is None else data
+    if data.n_classes != config.n_classes:
+        raise ConfigError(f"data has {data.n_classes} classes; config.n_classes={config.n_classes}")
+    state = initial_state(config, device)
+    t0 = time.perf_counter()
+    if config.mode in ("iid", "zapped_iid"):
+        train_iid(config, state, data, progress)
+    else:
+        train_episodic(config, state, data, progress)
+    seconds = time.perf_counter() - t0
+    from .results import provenance
+
+    prov = provenance(config, device=device, sources=[data.source])
+    return PretrainResult(config, state.model.cpu(), np.array(state.losses), seconds, prov)
+
+
+def train_iid(config: PretrainConfig, state: TrainState, data, progress=False) -> None:
+    """IID and zapped IID: shuffled mini-batches; zapped IID resamples the whole head every
+    ``zap_every``-th epoch after the first (``zap_init``; biases and Adam moments kept)."""
+    model, opt = state.model, state.optimizer
+    device = next(model.parameters()).device
+    x, y = data.flat("train")
+    for epoch in tqdm(range(config.epochs), desc=config.mode, disable=not progress):
+        if config.mode == "zapped_iid" and epoch > 0 and epoch % config.zap_every == 0:
+            zap(model.head, "all", init=config.zap_init, generator=state.generator)
+        order = state.rng.permutation(len(x))
+        for start in range(0, len(x), config.batch_size):
+            idx = torch.from_numpy(order[start : start + config.batch_size])
+            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            state.step += 1
+            state.losses.append(loss.item())
+
+
+def train_episodic(config: PretrainConfig, state: TrainState, data, progress=False) -> None:
+    """ASB and Meta-ASB: per episode one class, zap its row, ``inner_steps`` batch-1 SGD
+    steps, then one Adam step on those images plus ``remember`` random ones."""
+    model, opt = state.model, state.optimizer
+    device = next(model.parameters()).device
+    meta = config.mode == "meta_asb"
+    episodes = config.meta_episodes if meta else config.asb_episodes
+    all_x, all_y = data.flat("train")
+    n_train = data.train_x.shape[1]
+    inner_opt = torch.optim.SGD(model.parameters(), lr=config.inner_lr)
+    for _ in tqdm(range(episodes), desc=config.mode, disable=not progress):
+        c = int(state.rng.integers(data.n_classes))
+        picks = state.rng.integers(n_train, size=config.inner_steps)
+        inner_x = data.train_x[c, picks].to(device)
+        inner_y = torch.full((config.inner_steps,), c, device=device)
+        others = torch.from_numpy(state.rng.integers(len(all_x), size=config.remember))
+        outer_x = torch.cat([inner_x, all_x[others].to(device)])
+        outer_y = torch.cat([inner_y, all_y[others].to(device)])
+        zap(model.head, c, init=config.zap_init, generator=state.generator)
+        if meta:
+            grads, loss = meta_gradient(model, inner_x, inner_y, outer_x, outer_y, config.inner_lr)
+            for p, g in zip(model.parameters(), grads.values()):
+                p.grad = g
+        else:
+            for i in range(config.inner_steps):
+                inner_loss = F.cross_entropy(model(inner_x[i : i + 1]), inner_y[i : i + 1])
+                inner_opt.zero_grad(set_to_none=True)
+                inner_loss.backward()
+                inner_opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(outer_x), outer_y)
+            loss.backward()
+        opt.step()
+        state.step += 1
+        state.losses.append(loss.item())
+
+
+def inner_loop(model, params: dict, inner_x, inner_y, inner_lr: float, create_graph=True):
+    """``len(inner_x)`` SGD steps of batch 1 on a *functional* copy of the weights.
+
+    Returns the adapted weights as a dict; with ``create_graph=True`` they stay differentiable
+    functions of ``params`` (what makes Meta-ASB second order).
+    """
+    fast = dict(params)
+    for i in range(len(inner_x)):
+        out = functional_call(model, fast, (inner_x[i : i + 1],))
+        loss = F.cross_entropy(out, inner_y[i : i + 1])
+        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph)
+        fast = {name: w - inner_lr * g for (name, w), g in zip(fast.items(), grads)}
+    return fast
+
+
+def meta_gradient(model, inner_x, inner_y, outer_x, outer_y, inner_lr: float, second_order=True):
+    """Meta-ASB's gradient: d/dW of the batch loss after the inner steps taken from W.
+
+    Returns ``(grads, loss)``: a dict name -> gradient for every parameter of ``model``
+    (evaluated at its current weights W) and the outer loss. ``second_order=False`` gives
+    the first-order approximation (gradient at the adapted weights), for comparison.
+    """
+    params = {n: p for n, p in model.named_parameters()}
+    fast = inner_loop(model, params, inner_x, inner_y, inner_lr, create_graph=second_order)
+    if not second_order:
+        fast = {n: w.detach().requires_grad_() for n, w in fast.items()}
+    loss = F.cross_entropy(functional_call(model, fast, (outer_x,)), outer_y)
+    wrt = list(params.values()) if second_order else list(fast.values())
+    grads = torch.autograd.grad(loss, wrt)
+    return dict(zip(params, grads)), loss.detach()
+
+
+# ---------------------------------------------------------------- the model cache
+
+
+def model_path(config: PretrainConfig) -> Path:
+    """Where :func:`load_or_pretrain` keeps the weights of ``config`` (in the data cache)."""
+    from .fetch import cache_dir
+
+    return cache_dir() / "models" / f"pretrain-{config.mode}-{config.key()}.pt"
+
+
+def load_or_pretrain(
+    config: PretrainConfig,
+    device: str = "cpu",
+    *,
+    recompute: bool = False,
+    progress: bool = False,
+    data: OmniglotTensors | None = None,
+) -> PretrainResult:
+    """The pre-trained model of ``config``: from the weight cache if there, else trained and
+    saved there (``torch.save`` of tensors and strings, loaded with ``weights_only=True``)."""
+    path = model_path(config)
+    if path.exists() and not recompute:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(config)
+        model.load_state_dict(blob["state_dict"])
+        prov = json.loads(blob["provenance"])
+        return PretrainResult(config, model, blob["losses"].numpy(), 0.0, prov, path)
+    res = pretrain(config, data=data, device=device, progress=progress)
+    res.provenance["seconds"] = res.seconds
+    blob = {
+        "state_dict": res.model.state_dict(),
+        "losses": torch.from_numpy(res.losses),
+        "provenance": json.dumps(res.provenance, sort_keys=True, default=str),
+    }
+    _save_atomic(path, lambda f: torch.save(blob, f))
+    res.path = path
+    return res
+
+
+def _save_atomic(path: Path, write: Callable) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
