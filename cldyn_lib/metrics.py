@@ -32,6 +32,7 @@ __all__ = [
     "forgetting_per_task",
     "forgetting",
     "backward_transfer",
+    "priming",
 ]
 
 
@@ -225,3 +226,22 @@ def backward_transfer(matrix, trained_at=None, kind: str = "loss") -> float:
     (lower loss, or higher accuracy, than right after their own training).
     """
     return -forgetting(matrix, trained_at, kind)
+
+
+def priming(losses, schedule=None, epoch: int = 1) -> float:
+    """How much an episode lowers the loss of the document trained *next*, in ``epoch``.
+
+    For consecutive episodes ``i -> j`` of epoch ``epoch`` (1-based), the drop
+    ``losses[r-1, j] - losses[r, j]`` where ``r`` is the row just after training ``i``;
+    the mean over the T-1 pairs. Positive: training a document primes its successor. In
+    the fixed order the successor of ``x_{t-1}`` is ``x_t``; in a reversed epoch it is the
+    other way round (paper B, section 4's opening). Used in *What drives recovery*.
+    """
+    L, S = check_loss_matrix(losses, schedule)
+    E, T = S.shape
+    if not 1 <= epoch <= E or T < 2:
+        raise ValueError(f"epoch must be in [1, {E}] and T >= 2; got epoch={epoch}, T={T}")
+    e = epoch - 1
+    rows = e * T + np.arange(1, T)  # after episodes k = 0..T-2 of the epoch
+    nxt = S[e, 1:]
+    return float(np.mean(L[rows - 1, nxt] - L[rows, nxt]))
