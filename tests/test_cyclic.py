@@ -114,6 +114,18 @@ def test_shapes_e1_and_bitwise_determinism():
         cl.recovery_score(one.losses, 1)
 
 
+def test_provenance_records_device_precision_and_sizes():
+    res = run_cyclic(tiny(), progress=False)
+    run = res.provenance["run"]
+    assert (run["device"], run["tf32"], run["bf16"]) == ("cpu", False, False)
+    assert run["n_params"] == lm.Arch(16, 1, 2, 64, run["vocab_size"]).n_params()
+    assert (
+        res.provenance["config"]["type"] == "CyclicConfig"
+        and res.doc_ids == res.provenance["doc_ids"]
+    )
+    assert run["train_flops"] > 0 and run["eval_docs_per_forward"] == 3
+
+
 def test_training_lowers_the_trained_documents_loss_and_first_step_loss_is_row0():
     res = run_cyclic(tiny(steps=5, lr=3e-3), progress=False)
     for k in range(3):  # episode k of epoch 1 trains document k

@@ -195,3 +195,22 @@ def test_forgetting_uses_last_training_and_explicit_rows():
     with pytest.raises(ValueError, match="trained_at"):
         m.forgetting(L, trained_at=np.array([1]))
     assert (T, E) == (2, 2)
+
+
+def test_priming_and_spearman_by_hand():
+    from cldyn_lib.metrics import priming, spearman
+
+    T, E = 3, 2
+    L = np.full((E * T + 1, T), 5.0)
+    # in epoch 1, training doc 0 (row 1) lowers doc 1 by 0.5; training doc 1 (row 2) lowers doc 2 by 1
+    L[1:, 1] = 4.5
+    L[2:, 2] = 4.0
+    assert priming(L, epoch=1) == pytest.approx(0.75)
+    assert priming(L, epoch=2) == pytest.approx(0.0)
+    rev = np.array([[0, 1, 2], [2, 1, 0]])
+    assert priming(L, rev, epoch=2) == pytest.approx(0.0)
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
+        np.corrcoef([0, 1.5, 1.5, 3], [0, 1, 2, 3])[0, 1]
+    )
