@@ -197,7 +197,11 @@ BOOK: dict[str, Callable[[CyclicConfig], tuple]] = {
 }  # fmt: skip
 
 #: per-sweep changes to the scale's base config (e.g. fewer epochs for the long T sweep)
-BASE_CHANGES = {"docs": {"epochs": 3}, "docs200": {"epochs": 3}}
+BASE_CHANGES = {
+    "docs": {"epochs": 3},
+    "docs200": {"epochs": 3},
+    "pretrained": {"pretrain_steps": 1500},  # 1.5M tokens, about one pass over its corpus
+}
 #: sweeps with fewer seeds (T = 200 costs about 12 CPU-minutes per seed at laptop scale)
 SEEDS = {"docs200": (0,)}
 
