@@ -107,7 +107,7 @@ class CyclicConfig(Config):
         "ci": dict(
             n_docs=10, context=64, steps=10, epochs=4, optimizer="adam", lr=1e-3,
             weights="random", width=64, depth=2, heads=4, vocab="docs", device="cpu",
-            pretrain_steps=200,
+            pretrain_steps=100,
         ),
         # laptop: about 30 s per run on one CPU core (paper's T, M and E; C = 64)
         "laptop": dict(

@@ -15,6 +15,8 @@ import numpy as np
 from . import metrics, plots
 from .cyclic import CyclicConfig, run_cyclic
 
+MIN_FORGOTTEN = 0.05  #: nats/token; below this a recovery score is not drawn
+
 
 def band(ax, x, curves, *, label=None, color=None, lw=1.5, ls="-"):
     """Mean of ``curves`` (runs, len) with a +- 1 std band."""
@@ -84,15 +86,28 @@ def sweep_curves(ax, data, *, per_epoch: bool = False, cmap: str = "viridis", ti
     return colors
 
 
-def sweep_scores(ax, data, *, key: str = "score", colors=None, ylabel=None, epoch: int = -1):
-    """``key`` (default the recovery score) of every variant in one epoch, mean +- std."""
+def sweep_scores(
+    ax, data, *, key: str = "score", colors=None, ylabel=None, epoch: int = -1,
+    marker: str = "o", offset: float = 0.0, label: str | None = None,
+):  # fmt: skip
+    """``key`` (default the recovery score) of every variant in one epoch, mean +- std.
+
+    Recovery scores of runs that forgot less than :data:`MIN_FORGOTTEN` nats/token are
+    left out (Eq. 1 divides by the amount forgotten) and the variant is marked "undefined".
+    """
     labels = data.labels
     values = np.stack([data.get(i, key)[:, epoch] for i in range(len(labels))])
+    if key == "score":
+        forgot = np.stack([data.get(i, "forgotten")[:, epoch] for i in range(len(labels))])
+        values = np.where(forgot < MIN_FORGOTTEN, np.nan, values)
     x = np.arange(len(labels))
     for i in x:
         c = None if colors is None else colors[i]
-        ax.errorbar(i, np.nanmean(values[i]), yerr=np.nanstd(values[i]), fmt="o", color=c,
-                    ms=5, capsize=3)  # fmt: skip
+        if np.isnan(values[i]).all():
+            ax.annotate("undefined", (i, 0), rotation=90, fontsize=7, ha="center", va="bottom")
+            continue
+        ax.errorbar(i + offset, np.nanmean(values[i]), yerr=np.nanstd(values[i]), fmt=marker,
+                    color=c, ms=5, capsize=3, label=label if i == 0 else None)  # fmt: skip
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
     n = data.get(0, key).shape[1]
     ep = n + epoch + 1 if epoch < 0 else epoch + 1

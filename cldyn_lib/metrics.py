@@ -95,7 +95,7 @@ class RecoveryParts(NamedTuple):
     l_after: float
 
 
-def recovery_parts(losses, epoch: int, schedule=None) -> RecoveryParts:
+def recovery_parts(losses, epoch: int, schedule=None, docs=None) -> RecoveryParts:
     """Paper B's recovery score (Eq. 1) for ``epoch`` n, with its parts.
 
     For each document t, ``a`` is the row just after its n-th training and ``b`` the row just
@@ -108,7 +108,8 @@ def recovery_parts(losses, epoch: int, schedule=None) -> RecoveryParts:
         RS(n)    = (l_max - l_before) / (l_max - l_after)
 
     ``epoch`` must be in ``1..E-1`` (a run with E=1 has no recovery score). The score is NaN,
-    with a warning, when nothing was forgotten (``l_max == l_after``).
+    with a warning, when nothing was forgotten (``l_max == l_after``). ``docs`` restricts the
+    means to some documents (e.g. ``[0]`` for document 1 alone, paper B's Fig. 12).
     """
     L, S = check_loss_matrix(losses, schedule)
     E, T = S.shape
@@ -119,10 +120,10 @@ def recovery_parts(losses, epoch: int, schedule=None) -> RecoveryParts:
     rows = after_training_rows(S)
     a = rows[epoch - 1]
     b = rows[epoch] - 1
-    cols = np.arange(T)
+    cols = np.arange(T) if docs is None else np.atleast_1d(np.asarray(docs, dtype=int))
     l_max = np.mean([L[a[t] : b[t] + 1, t].max() for t in cols])
-    l_before = L[b, cols].mean()
-    l_after = L[a, cols].mean()
+    l_before = L[b[cols], cols].mean()
+    l_after = L[a[cols], cols].mean()
     forgotten = l_max - l_after
     if forgotten == 0:
         warnings.warn(

@@ -150,8 +150,8 @@ def _values(field: str, values, fmt: str = "{}") -> tuple:
 #: the book's sweeps: name -> variants of a scale's base config
 BOOK: dict[str, Callable[[CyclicConfig], tuple]] = {
     # What drives recovery (paper B, Figs. 4, 5, 6, 12-16)
-    "docs": lambda b: _values("n_docs", (10, 25, 50, 100), "T={}"),
-    "docs200": lambda b: _values("n_docs", (200,), "T={}"),
+    "docs": lambda b: _values("n_docs", (10, 25, 50), "T={}"),
+    "docs_long": lambda b: _values("n_docs", (100, 200), "T={}"),
     "steps": lambda b: _values("steps", (1, 5, 10, 20), "M={}"),
     "inverse_lr": lambda b: tuple(
         _v(f"M={m}", steps=m, lr_scaling="inverse_steps") for m in (1, 5, 10, 20)
@@ -161,7 +161,7 @@ BOOK: dict[str, Callable[[CyclicConfig], tuple]] = {
     ),
     "context": lambda b: _values("context", (32, 64, 128, 256), "C={}"),
     "long_context_steps": lambda b: tuple(
-        _v(f"C={2 * b.context}, M={m}", context=2 * b.context, steps=m) for m in (10, 20, 40)
+        _v(f"C={2 * b.context}, M={m}", context=2 * b.context, steps=m) for m in (10, 20)
     ),
     "frozen": lambda b: _values("frozen_blocks", tuple(range(b.arch().depth)), "B={}"),
     "optimizer": lambda b: (
@@ -199,11 +199,11 @@ BOOK: dict[str, Callable[[CyclicConfig], tuple]] = {
 #: per-sweep changes to the scale's base config (e.g. fewer epochs for the long T sweep)
 BASE_CHANGES = {
     "docs": {"epochs": 3},
-    "docs200": {"epochs": 3},
+    "docs_long": {"epochs": 3},
     "pretrained": {"pretrain_steps": 1500},  # 1.5M tokens, about one pass over its corpus
 }
 #: sweeps with fewer seeds (T = 200 costs about 12 CPU-minutes per seed at laptop scale)
-SEEDS = {"docs200": (0,)}
+SEEDS = {"docs_long": (0,)}
 
 
 def book_sweep(name: str, scale: str, seeds=None, **base_changes) -> Sweep:

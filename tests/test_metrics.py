@@ -1,5 +1,7 @@
 """The loss-matrix convention, paper B's Eq. 1, shift-averaging, forgetting and BWT."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -214,3 +216,29 @@ def test_priming_and_spearman_by_hand():
     assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
         np.corrcoef([0, 1.5, 1.5, 3], [0, 1, 2, 3])[0, 1]
     )
+
+
+def test_recovery_parts_of_some_documents():
+    rng = np.random.default_rng(1)
+    L = rng.uniform(1, 3, size=(3 * 4 + 1, 4))
+    S = np.array([[2, 0, 3, 1], [1, 3, 0, 2], [0, 1, 2, 3]])
+    rows = m.after_training_rows(S)
+    for t in range(4):
+        L[rows[:, t], t] = 0.1  # each document is fitted right after its training
+    finite = 0
+    for t in range(4):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a document trained twice in a row forgets nothing
+            got, want = m.recovery_parts(L, 1, S, docs=[t]).score, _one_doc_rs(L, S, 1, t)
+        assert got == pytest.approx(want, nan_ok=True)
+        finite += bool(np.isfinite(want))
+    assert finite >= 2
+    whole = m.recovery_parts(L, 2, S)
+    assert m.recovery_parts(L, 2, S, docs=range(4)).score == pytest.approx(whole.score)
+
+
+def _one_doc_rs(L, S, n, t):
+    rows = m.after_training_rows(S)
+    a, b = rows[n - 1, t], rows[n, t] - 1
+    l_max = L[a : b + 1, t].max()
+    return (l_max - L[b, t]) / (l_max - L[a, t])
