@@ -12,8 +12,8 @@ resolution and loaders), ``results`` (load-or-compute with provenance), ``toy`` 
 toy model), ``plots``, ``widgets`` and ``book`` (notebook support). The language-model
 modules of paper B (``cyclic``: the cyclic training engine; ``lm``: GPT-NeoX models;
 ``documents``; ``pretrain``: the offline pre-trained stand-in; ``sweeps``;
-``cyclic_plots``) import torch and transformers, so they load on first use:
-``cl.cyclic.run_cyclic(...)`` works after ``import cldyn_lib as cl``.
+``cyclic_plots``) import torch and transformers, so they are imported on their own:
+``from cldyn_lib import cyclic``.
 """
 
 from . import config, metrics, results, toy
@@ -28,16 +28,6 @@ from .metrics import (
 )
 
 __version__ = "0.1.0"
-
-_LAZY = ("cyclic", "lm", "documents", "pretrain", "sweeps", "cyclic_plots")
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -158,7 +158,9 @@ def dashboard(scale: str = "ci", result=None, **fields):
         result = run_cyclic(CyclicConfig.preset(scale, **fields), progress=False)
     cfg = result.config
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), gridspec_kw={"width_ratios": [2, 1.5, 1]})
-    plots.loss_curve(axes[0], result.losses, 0, result.schedule, ylabel="loss of document 1")
+    plots.loss_curve(
+        axes[0], result.losses, 0, result.schedule, ylabel="loss of document 1 (nats/token)"
+    )
     axes[0].set_title(
         f"{cfg.optimizer}, lr {cfg.learning_rate:g}, {cfg.order} order, T={cfg.n_docs}, "
         f"M={cfg.steps}, d={cfg.arch().width}, L={cfg.arch().depth}"
