@@ -78,6 +78,8 @@ def matmul_rate(n: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
 
 
 def compare(config: CyclicConfig, peak: float) -> dict:
+    # warm up: the token cache, transformers' first model, the allocator
+    cyclic.run_cyclic(config.replace(epochs=1), progress=False)
     ref_losses, ref = reference_style_run(config)
     res = cyclic.run_cyclic(config, progress=False, timing=True)
     eng = res.provenance["run"]
@@ -102,7 +104,7 @@ def report(r: dict) -> str:
     g = 1e9
     return "\n".join(
         [
-            f"T={c.n_docs} C={c.context} M={c.steps} E={c.epochs} d={e.get('n_params', 0)} params "
+            f"T={c.n_docs} C={c.context} M={c.steps} E={c.epochs}, {e.get('n_params', 0):,} parameters "
             f"(vocab {e['vocab_size']}), {e['eval_docs_per_forward']} documents per eval forward",
             f"  loss matrices agree: max |difference| = {r['max_abs_diff']:.2e} nats",
             f"  evaluation: engine {e['eval_s']:.2f} s, reference-style {f['eval_s']:.2f} s "

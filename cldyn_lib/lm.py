@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .config import ConfigError, check_choice, check_int
 from .documents import FULL_VOCAB_SIZE
@@ -277,10 +278,12 @@ def document_losses(logits: torch.Tensor, ids: torch.Tensor, n_tokens: torch.Ten
     followed by padding, which is left out (label -100 in paper B's code).
     """
     logits = logits.float()  # a no-op in float32; bf16 logits are summed in float32
-    B, C, _ = logits.shape
-    # log-sum-exp minus the target's logit, without copying the (B, C, V) logits
-    lse = torch.logsumexp(logits[:, :-1], dim=-1)
-    target = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
-    pos = torch.arange(C - 1, device=ids.device)
-    mask = (pos[None, :] < (n_tokens[:, None] - 1)).to(lse.dtype)
-    return ((lse - target) * mask).sum(1) / mask.sum(1).clamp_min(1)
+    B, C, V = logits.shape
+    pos = torch.arange(C, device=ids.device)
+    valid = pos[None, :] < (n_tokens[:, None] - 1)  # position j predicts token j+1
+    targets = torch.full_like(ids, -100)
+    targets[:, :-1] = ids[:, 1:]
+    targets = targets.masked_fill(~valid, -100)
+    # on the contiguous (B*C, V) logits, the last position ignored: no copy of the logits
+    ce = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none")
+    return ce.view(B, C).sum(1) / valid.sum(1).clamp_min(1)

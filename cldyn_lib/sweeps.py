@@ -133,7 +133,8 @@ class SweepData:
     def label(self) -> str:
         p = self.provenance
         when = str(p.get("created", "?"))[:10]
-        return f"{p.get('scale', '?')} scale, {len(self.sweep.seeds)} seeds, computed {when}"
+        n = len(self.sweep.seeds)
+        return f"{p.get('scale', '?')} scale, {n} seed{'s' if n > 1 else ''}, computed {when}"
 
 
 # ---------------------------------------------------------------- the book's sweeps
