@@ -17,6 +17,7 @@ from cldyn_lib.widgets import panel  # noqa: E402
 def png_figures():
     """Format figures as PNG, as the inline backend does in a notebook kernel."""
     select_figure_formats(InteractiveShell.instance(), {"png"})
+    plt.close("all")  # figures left open by other tests
 
 
 def draw(a=1):
