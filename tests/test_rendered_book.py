@@ -27,7 +27,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.book
 
 # what the issue asks to see on specific pages, beyond the figures their sources declare
-EXTRA = {"book/toy_model": {"min_sliders": 5, "figures": ["fig-toy-loss", "fig-toy-circle"]}}
+EXTRA = {
+    "book/toy_model": {"min_sliders": 5, "figures": ["fig-toy-loss", "fig-toy-circle"]},
+    "book/lm_phenomenon": {"min_sliders": 6, "figures": ["fig-lm-fig1", "fig-lm-laptop"]},
+    "book/lm_scale": {"min_sliders": 3, "figures": ["fig-lm-scale-laptop"]},
+    "book/lm_factors": {"min_sliders": 8, "figures": ["fig-lm-fig5", "fig-lm-summary"]},
+}
 
 
 def toc_pages() -> list[str]:
