@@ -11,7 +11,7 @@ loss-matrix convention, recovery score, forgetting/BWT), ``fetch`` and ``dataset
 resolution and loaders), ``results`` (load-or-compute with provenance), ``toy`` (paper B's
 toy model), ``plots``, ``widgets`` and ``book`` (notebook support). The language-model
 modules of paper B (``cyclic``: the cyclic training engine; ``lm``: GPT-NeoX models;
-``documents``; ``pretrain``: the offline pre-trained stand-in; ``sweeps``;
+``documents``; ``standin``: the offline pre-trained stand-in; ``sweeps``;
 ``cyclic_plots``) import torch and transformers, so they are imported on their own:
 ``from cldyn_lib import cyclic``.
 """

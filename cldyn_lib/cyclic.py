@@ -174,7 +174,7 @@ class CyclicConfig(Config):
         return lm.arch(self.model, self.width, self.depth, self.heads, self.mlp_width, vocab_size)
 
     def standin_config(self):
-        from .pretrain import StandinConfig
+        from .standin import StandinConfig
 
         return StandinConfig(
             width=self.width or 64, depth=self.depth or 2, heads=self.heads or 4,
@@ -304,7 +304,7 @@ def _make_model(config: CyclicConfig, info: dict):
     if config.weights == "pretrained":
         return lm.load_pretrained(config.model, config.weights_path)
     if config.weights == "standin":
-        from .pretrain import load_standin
+        from .standin import load_standin
 
         s = load_standin(config.standin_config(), progress=False)
         info["standin"] = {k: v for k, v in s.info.items() if k != "config"}
@@ -318,7 +318,7 @@ def _make_model(config: CyclicConfig, info: dict):
 
 def _base_vocab(config: CyclicConfig) -> Vocab:
     if config.vocab == "common":
-        from .pretrain import standin_vocab
+        from .standin import standin_vocab
 
         return standin_vocab(config.vocab_k)
     return full_vocab()
@@ -330,7 +330,7 @@ def setup(config: CyclicConfig, device: str | None = None) -> CyclicState:
     pool = tokenize_pool(config.pool)
     exclude = frozenset()
     if config.weights == "standin" or config.vocab == "common":
-        from .pretrain import pretraining_corpus
+        from .standin import pretraining_corpus
 
         exclude = frozenset(pretraining_corpus().ids)  # never fine-tune on pre-training text
     docs = select_documents(

@@ -12,7 +12,7 @@ import torch
 from conftest import need_mirror
 
 import cldyn_lib as cl
-from cldyn_lib import cyclic, documents, lm, pretrain, sweeps
+from cldyn_lib import cyclic, documents, lm, standin, sweeps
 from cldyn_lib.cyclic import CyclicConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,16 +117,16 @@ def test_document_selection_is_seeded_and_respects_length_and_exclusions():
 
 def test_standin_pretrains_caches_and_never_sees_the_cyclic_pool():
     need_mirror("cnn_dailymail", "articles.jsonl")
-    corpus = pretrain.pretraining_corpus()
+    corpus = standin.pretraining_corpus()
     permissive = documents.tokenize_pool("permissive")
     assert len(corpus) == 2100 and not set(corpus.ids) & set(permissive.ids)
-    cfg = pretrain.StandinConfig(width=16, depth=1, heads=2, vocab_k=64, seq=16, batch=4,
+    cfg = standin.StandinConfig(width=16, depth=1, heads=2, vocab_k=64, seq=16, batch=4,
                                  steps=40, lr=1e-2, seed=987)  # fmt: skip
-    weights, meta = pretrain._cache_paths(cfg)
+    weights, meta = standin._cache_paths(cfg)
     try:
-        s = pretrain.load_standin(cfg, progress=False)
+        s = standin.load_standin(cfg, progress=False)
         assert s.info["final_loss"] < s.info["first_loss"] - 0.5
-        again = pretrain.load_standin(cfg, progress=False)  # from the cache
+        again = standin.load_standin(cfg, progress=False)  # from the cache
         for (n1, p1), (_, p2) in zip(s.model.named_parameters(), again.model.named_parameters()):
             assert torch.equal(p1, p2), n1
         assert np.array_equal(s.vocab.ids, again.vocab.ids) and s.vocab.size == 64
