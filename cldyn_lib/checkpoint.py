@@ -37,6 +37,7 @@ import io
 import json
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,7 @@ class Checkpointer:
         self.kind, self.config = kind, config
         self.path = path_for(checkpoint_dir, kind, config)
         self.sizes: list[int] = []  #: bytes of each checkpoint written by this process
+        self.seconds: list[float] = []  #: time each of them took (packing and writing)
 
     def load(self) -> dict[str, Any] | None:
         """The last complete checkpoint of this config, or None when there is none."""
@@ -166,6 +168,7 @@ class Checkpointer:
     def save(self, payload: dict[str, Any], status: str = "running") -> int:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}; got {status!r}")
+        t0 = time.perf_counter()
         head = {
             "kind": self.kind,
             "config_key": self.config.key(),
@@ -175,6 +178,7 @@ class Checkpointer:
         }
         size = save(self.path, {**head, **payload})
         self.sizes.append(size)
+        self.seconds.append(time.perf_counter() - t0)
         return size
 
 

@@ -35,6 +35,7 @@ from . import lm, metrics
 from .config import (
     Config,
     ConfigError,
+    check_bool,
     check_choice,
     check_float,
     check_int,
@@ -122,6 +123,8 @@ class CyclicConfig(Config):
     }  # fmt: skip
 
     def validate(self) -> None:
+        for flag in ("require_full", "reset_optimizer", "tf32", "bf16"):
+            check_bool(flag, getattr(self, flag))
         check_int("n_docs", self.n_docs, 1, 10_000)
         check_int("context", self.context, 8, lm.CONTEXT)
         check_int("steps", self.steps, 1, 100_000)
