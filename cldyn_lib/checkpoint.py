@@ -336,7 +336,7 @@ def cyclic_diverged(state, bad: dict, ckpt: Checkpointer | None, result) -> Dive
     result.provenance.setdefault("run", {})["diverged_at"] = bad
     saved = ""
     if ckpt is not None:
-        ckpt.save(cyclic_payload(state), status="diverged")
+        ckpt.save({**cyclic_payload(state), "diverged": bad}, status="diverged")
         saved = f"; the partial state is saved in {ckpt.path}"
     step = f", step {bad['step'] + 1} of {cfg.steps}" if bad["step"] >= 0 else ""
     msg = (

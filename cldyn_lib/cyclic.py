@@ -486,6 +486,8 @@ def run_cyclic(
         if blob is not None:
             ck.restore_cyclic(state, blob)
             state.info["resumed_at_episode"] = state.episode
+            if blob["status"] == "diverged":  # resuming cannot undo it: say so again
+                raise ck.cyclic_diverged(state, blob["diverged"], None, _result(state, {}))
     if state.episode == 0:
         est = ck.estimate_cyclic(state)
         if est["seconds"] > LONG_RUN_S:

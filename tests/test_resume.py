@@ -132,6 +132,9 @@ def test_divergence_stops_with_the_step_and_the_partial_result(tiny_cyclic, tmp_
     losses = e.value.result.losses
     assert np.isfinite(losses[: step + 1]).all() and np.isnan(losses[step + 1 :]).all()
     assert checkpoint.load(e.value.path)["status"] == "diverged"
+    with pytest.raises(DivergedError, match=f"at episode {step + 1} of 6") as again:
+        cyclic.run_cyclic(cfg, progress=False, checkpoint_dir=tmp_path)  # resuming says it again
+    assert again.value.result.losses.tobytes() == losses.tobytes()
     data, net = worker.transfer_data()
     bad = transfer.TransferConfig(**{**worker.TRANSFER, "lr": 1e12})
     with pytest.raises(DivergedError, match=r"non-finite training loss at step \d+ of 60"):
