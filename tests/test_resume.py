@@ -90,12 +90,16 @@ def test_same_seed_same_bits_both_engines(tiny_cyclic):
     b = cyclic.run_cyclic(tiny_cyclic, progress=False)
     assert a.losses.tobytes() == b.losses.tobytes()
     assert a.train_losses.tobytes() == b.train_losses.tobytes()
+    d = cyclic.run_cyclic(tiny_cyclic, progress=False, deterministic=True)  # a no-op on CPU
+    assert d.losses.tobytes() == a.losses.tobytes()
     c = cyclic.run_cyclic(tiny_cyclic.replace(seed=1), progress=False)
     assert not np.array_equal(a.losses, c.losses)
     data, net = worker.transfer_data()
     cfg = transfer.TransferConfig(**worker.TRANSFER)
     x, y = transfer.run_transfer(cfg, net, data), transfer.run_transfer(cfg, net, data)
     assert x.loss.tobytes() == y.loss.tobytes() and x.acc.tobytes() == y.acc.tobytes()
+    w = transfer.run_transfer(cfg, net, data, deterministic=True)
+    assert w.loss.tobytes() == x.loss.tobytes()
     z = transfer.run_transfer(cfg.replace(seed=1), net, data)
     assert not np.array_equal(x.loss, z.loss)
 
