@@ -125,8 +125,9 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged file: say which, never resume from it silently
         raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from err
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {blob.get('format')!r}, need {FORMAT}")
+    fmt = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {fmt!r}, need {FORMAT}")
     if blob.get("status") not in STATUSES:
         raise CheckpointError(f"{path}: status {blob.get('status')!r} not one of {STATUSES}")
     return blob
