@@ -395,3 +395,29 @@ def restore_transfer(state, blob: dict[str, Any]) -> None:
     state.train_loss[...] = blob["train_loss"].numpy()
     state.step, state.evals = int(blob["step"]), int(blob["evals"])
     set_global_rng_states(blob["rng"])
+
+
+# ---------------------------------------------------------------- paper A's pre-training
+
+
+def pretrain_payload(state) -> dict[str, Any]:
+    """Everything :func:`cldyn_lib.pretrain.pretrain` needs to continue ``state``."""
+    return {
+        "step": int(state.step),
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "generator": state.generator.get_state(),
+        "order_rng": _np_generator_state(state.rng),
+        "losses": torch.tensor(state.losses, dtype=torch.float64),
+    }
+
+
+def restore_pretrain(state, blob: dict[str, Any]) -> None:
+    """Put a checkpoint's state into a fresh ``initial_state(config)`` (same config)."""
+    state.model.load_state_dict(blob["model"])
+    state.optimizer.load_state_dict(blob["optimizer"])
+    state.generator.set_state(blob["generator"])
+    _set_np_generator_state(state.rng, blob["order_rng"])
+    state.losses = blob["losses"].tolist()
+    state.step = int(blob["step"])
+    set_global_rng_states(blob["rng"])

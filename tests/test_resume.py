@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import need_mirror
 
-from cldyn_lib import checkpoint, cyclic, transfer
+from cldyn_lib import checkpoint, cyclic, pretrain, transfer
 from cldyn_lib.checkpoint import CheckpointError, DivergedError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -160,3 +160,38 @@ def test_deterministic_mode_is_restored():
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.deterministic
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("mode", ["zapped_iid", "asb"])
+def test_pretraining_interrupted_resumes_bitwise(mode, tmp_path, monkeypatch):
+    from test_zapping import TINY, fake_omniglot
+
+    monkeypatch.setattr(pretrain, "EPISODES_PER_CHUNK", 1)  # a checkpoint every episode
+    cfg = pretrain.PretrainConfig(mode=mode, **{**TINY, "epochs": 4, "zap_every": 1})
+    data = fake_omniglot(cfg.n_classes)
+    ref = pretrain.pretrain(cfg, data)
+    n_losses = (len(ref.losses) * (1 + cfg.inner_steps)) if mode == "asb" else len(ref.losses)
+    kill_at = int(np.random.default_rng(9).integers(n_losses // 3, n_losses))
+    calls = [0]
+    real = pretrain.F.cross_entropy
+
+    def interrupted(*a, **kw):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            raise Interrupted
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pretrain.F, "cross_entropy", interrupted)
+    with pytest.raises(Interrupted):
+        pretrain.pretrain(cfg, data, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(pretrain.F, "cross_entropy", real)
+    blob = checkpoint.load(checkpoint.path_for(tmp_path, "pretrain", cfg))
+    assert blob["status"] == "running" and 0 < blob["step"] < len(ref.losses)
+    res = pretrain.pretrain(cfg, data, checkpoint_dir=tmp_path)
+    assert res.losses.tobytes() == ref.losses.tobytes()
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(v, res.model.state_dict()[k]), k
