@@ -25,8 +25,9 @@ diverged or still in progress, so a partial state is never mistaken for a result
 
 Also here: :class:`DivergedError` (a NaN/inf loss stops a run; the exception names the step
 and carries the partial result), :func:`deterministic` (CUDA's deterministic algorithms) and
-:func:`estimate_cyclic` (time and memory before a long run). Engine-specific state lives in
-:mod:`cldyn_lib.cyclic` and :mod:`cldyn_lib.transfer`; this module only packs and unpacks it.
+:func:`estimate_cyclic` (time and memory before a long run). The engines
+(:func:`cldyn_lib.cyclic.run_cyclic`, :func:`cldyn_lib.transfer.run_transfer`,
+:func:`cldyn_lib.pretrain.pretrain`) own their state; this module only packs and unpacks it.
 Taught in the book's introduction (*Runs that survive*).
 """
 
