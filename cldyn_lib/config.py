@@ -84,6 +84,14 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``, else raise :class:`ConfigError`
+    (papermill passes ``-p FLAG yes`` as the string ``'yes'``, which is not a bool)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
 def _range(lo, hi) -> str:
     if lo is not None and hi is not None:
         return f" in [{lo}, {hi}]"

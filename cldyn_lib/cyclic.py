@@ -35,6 +35,7 @@ from . import lm, metrics
 from .config import (
     Config,
     ConfigError,
+    check_bool,
     check_choice,
     check_float,
     check_int,
@@ -57,6 +58,7 @@ ORDERS = ("cyclic", "shuffled", "partial", "reversed")
 WEIGHTS = ("random", "pretrained", "standin")
 VOCABS = ("full", "docs", "common")
 LR_SCALINGS = ("none", "inverse_steps")
+LONG_RUN_S = 60  #: print the estimated time and memory before runs longer than this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +123,8 @@ class CyclicConfig(Config):
     }  # fmt: skip
 
     def validate(self) -> None:
+        for flag in ("require_full", "reset_optimizer", "tf32", "bf16"):
+            check_bool(flag, getattr(self, flag))
         check_int("n_docs", self.n_docs, 1, 10_000)
         check_int("context", self.context, 8, lm.CONTEXT)
         check_int("steps", self.steps, 1, 100_000)
@@ -449,23 +453,53 @@ def _sync(device: str) -> None:
 
 
 def run_cyclic(
-    config: CyclicConfig, *, progress: bool = True, timing: bool = False, state=None
+    config: CyclicConfig,
+    *,
+    progress: bool = True,
+    timing: bool = False,
+    state=None,
+    checkpoint_dir=None,
+    checkpoint_every: int = 1,
+    deterministic: bool = False,
 ) -> CyclicResult:
     """Run cyclic fine-tuning for ``config``; see the module docstring.
 
     ``timing=True`` synchronises CUDA around each phase so that the recorded training and
     evaluation times are exact (CPU timings are always exact). ``state`` continues a run
     made with :func:`setup` from its ``episode``.
+
+    ``checkpoint_dir``: save the run's state there every ``checkpoint_every`` epochs and
+    resume from it when it exists (bitwise the same result on a CPU; see
+    :mod:`cldyn_lib.checkpoint`). ``deterministic``: CUDA's deterministic algorithms. A
+    non-finite loss raises :class:`cldyn_lib.checkpoint.DivergedError` at the end of its
+    epoch, naming the episode and step and carrying the partial result.
     """
+    from . import checkpoint as ck
+
     t0 = time.perf_counter()
+    saver = None
+    if checkpoint_dir is not None:  # bad arguments fail before any compute
+        saver = ck.Checkpointer(checkpoint_dir, "cyclic", config, checkpoint_every)
     if state is None:
         state = setup(config, device=config.check_resources())  # errors before any compute
+        blob = saver.load() if saver is not None else None
+        if blob is not None:
+            ck.restore_cyclic(state, blob)
+            state.info["resumed_at_episode"] = state.episode
+            if blob["status"] == "diverged":  # resuming cannot undo it: say so again
+                raise ck.cyclic_diverged(state, blob["diverged"], None, _result(state, {}))
+    if state.episode == 0:
+        est = ck.estimate_cyclic(state)
+        if est["seconds"] > LONG_RUN_S:
+            print(ck.describe_estimate(est))
     cfg, E, T = state.config, state.config.epochs, state.config.n_docs
     tf32_before = torch.backends.cuda.matmul.allow_tf32
     if state.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         torch.backends.cudnn.allow_tf32 = cfg.tf32
     clock = {"setup_s": time.perf_counter() - t0, "train_s": 0.0, "eval_s": 0.0}
+    stack = ck.deterministic(deterministic)
+    stack.__enter__()
     try:
         if state.episode == 0:
             state.losses[0] = evaluate(state)
@@ -486,9 +520,17 @@ def run_cyclic(
             if k == T - 1:  # one host copy per epoch
                 rows = slice(epoch * T + 1 - (epoch == 0), (epoch + 1) * T + 1)
                 state.host_losses[rows] = state.losses[rows].cpu().numpy()
+                bad = ck.cyclic_divergence(state, epoch)
+                if bad is not None:
+                    bar.close()
+                    raise ck.cyclic_diverged(state, bad, saver, _result(state, clock))
+                done = state.episode == E * T
+                if saver is not None and (done or (epoch + 1) % saver.every == 0):
+                    saver.save(ck.cyclic_payload(state), "finished" if done else "running")
             bar.update(1)
         bar.close()
     finally:
+        stack.__exit__(None, None, None)
         if state.device == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = tf32_before
     clock["total_s"] = time.perf_counter() - t0

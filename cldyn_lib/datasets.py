@@ -24,7 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from .config import check_choice, check_int
-from .fetch import DataNotFoundError, DataSource, Remote, cache_dir, locate, offline, write_atomic
+from .fetch import (
+    DataNotFoundError,
+    DataSource,
+    Remote,
+    cache_dir,
+    locate,
+    offline,
+    reading,
+    write_atomic,
+)
 
 # ---------------------------------------------------------------- CNN/DailyMail
 
@@ -206,11 +215,12 @@ def load_omniglot(split: str = "background", size: int = 28, path=None) -> Omnig
         with np.load(cached, allow_pickle=False) as d:
             arrays = {k: d[k] for k in d.files}
     else:
-        if found.layout == "mirror":
-            full = _omniglot_from_packed(found.path, split)
-        else:
-            full = _omniglot_from_zip(found.path)
-        arrays = _canonical_and_resized(*full, size=size)
+        with reading(found.path, "Omniglot archive (.npz or official .zip)"):
+            if found.layout == "mirror":
+                full = _omniglot_from_packed(found.path, split)
+            else:
+                full = _omniglot_from_zip(found.path)
+            arrays = _canonical_and_resized(*full, size=size)
         save_npz_atomic(cached, **arrays)
     return Omniglot(
         arrays["images"],
@@ -331,12 +341,13 @@ def load_cifar10(split: str = "test", path=None) -> Cifar10:
         with np.load(cached, allow_pickle=False) as d:
             images, labels = d["images"], d["labels"]
     else:
-        if found.layout == "mirror":
-            if split != "test":
-                raise DataNotFoundError(f"{found.path}: the JPEG mirror only has the test split")
-            images, labels = _cifar_from_jpeg_tar(found.path)
-        else:
-            images, labels = _cifar_from_binary(found.path, split)
+        if found.layout == "mirror" and split != "test":
+            raise DataNotFoundError(f"{found.path}: the JPEG mirror only has the test split")
+        with reading(found.path, "CIFAR-10 archive (.tar or .tar.gz)"):
+            if found.layout == "mirror":
+                images, labels = _cifar_from_jpeg_tar(found.path)
+            else:
+                images, labels = _cifar_from_binary(found.path, split)
         save_npz_atomic(cached, images=images, labels=labels)
     return Cifar10(images, labels, split, found.source)
 

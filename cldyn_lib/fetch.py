@@ -21,12 +21,17 @@ Used by :mod:`cldyn_lib.datasets`; the data sets are described in ``data/README.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import http.client
 import os
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -41,6 +46,23 @@ class DataNotFoundError(FileNotFoundError):
 
 class ChecksumError(OSError):
     """A file's checksum (or size) differs from the expected one."""
+
+
+class CorruptDataError(OSError):
+    """A data file exists but cannot be read in its format (a damaged or wrong archive)."""
+
+
+@contextlib.contextmanager
+def reading(path, what: str):
+    """Turn the many ways a damaged archive fails into one :class:`CorruptDataError`
+    that names the file, the format expected and what to do."""
+    try:
+        yield
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, KeyError, ValueError) as e:
+        raise CorruptDataError(
+            f"{path}: corrupted or not a valid {what} ({type(e).__name__}: {e}); delete it "
+            "and fetch it again, or pass path= to a good copy"
+        ) from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,17 +185,32 @@ def download(remote: Remote, dest_dir: Path | None = None, timeout: float = 60.0
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as r:
-            total = int(r.headers.get("Content-Length") or 0) or remote.size
-            with tqdm(total=total, unit="B", unit_scale=True, desc=remote.filename) as bar:
+            declared = int(r.headers.get("Content-Length") or 0)
+            got = 0
+            with tqdm(total=declared or remote.size, unit="B", unit_scale=True,
+                      desc=remote.filename) as bar:  # fmt: skip
                 for block in iter(lambda: r.read(1 << 20), b""):
                     out.write(block)
+                    got += len(block)
                     bar.update(len(block))
+            if declared and got < declared:  # http.client may return short reads silently
+                raise _truncated(remote.url, got, declared - got)
         verify(tmp, remote.md5, remote.sha256, remote.size)
         os.replace(tmp, final)
+    except http.client.IncompleteRead as err:  # the server closed the connection early
+        tmp.unlink(missing_ok=True)
+        raise _truncated(remote.url, len(err.partial), err.expected) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return final
+
+
+def _truncated(url: str, got: int, missing) -> ChecksumError:
+    return ChecksumError(
+        f"{url}: truncated download ({got} bytes received, {missing} more expected); "
+        "nothing was saved"
+    )
 
 
 # ---------------------------------------------------------------- resolution

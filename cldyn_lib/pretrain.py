@@ -146,31 +146,61 @@ def pretrain(
     data: OmniglotTensors | None = None,
     device: str = "cpu",
     progress: bool = False,
+    *,
+    checkpoint_dir=None,
+    checkpoint_every: int = 1,
 ) -> PretrainResult:
-    """Pre-train a ConvNet with ``config.mode``; deterministic given the config on CPU."""
+    """Pre-train a ConvNet with ``config.mode``; deterministic given the config on CPU.
+
+    ``checkpoint_dir``: save the state there every ``checkpoint_every`` epochs (iid modes)
+    or every ``checkpoint_every`` x 100 episodes (asb, meta_asb), and resume from it when it
+    exists: bitwise the same model and losses on a CPU (see :mod:`cldyn_lib.checkpoint`).
+    """
+    from . import checkpoint as ck
+
+    saver = None
+    if checkpoint_dir is not None:
+        saver = ck.Checkpointer(checkpoint_dir, "pretrain", config, checkpoint_every)
     data = load_data(config) if data is None else data
     if data.n_classes != config.n_classes:
         raise ConfigError(f"data has {data.n_classes} classes; config.n_classes={config.n_classes}")
     state = initial_state(config, device)
+    on_chunk = None
+    if saver is not None:
+        blob = saver.load()
+        if blob is not None:
+            ck.restore_pretrain(state, blob)
+
+        def on_chunk(s, k):
+            if k % saver.every == 0:
+                saver.save(ck.pretrain_payload(s))
+
     t0 = time.perf_counter()
     if config.mode in ("iid", "zapped_iid"):
-        train_iid(config, state, data, progress)
+        train_iid(config, state, data, progress, on_epoch=on_chunk)
     else:
-        train_episodic(config, state, data, progress)
+        train_episodic(config, state, data, progress, on_chunk=on_chunk)
     seconds = time.perf_counter() - t0
+    if saver is not None:
+        saver.save(ck.pretrain_payload(state), "finished")
     from .results import provenance
 
     prov = provenance(config, device=device, sources=[data.source])
     return PretrainResult(config, state.model.cpu(), np.array(state.losses), seconds, prov)
 
 
-def train_iid(config: PretrainConfig, state: TrainState, data, progress=False) -> None:
+def train_iid(config: PretrainConfig, state: TrainState, data, progress=False, on_epoch=None):
     """IID and zapped IID: shuffled mini-batches; zapped IID resamples the whole head every
-    ``zap_every``-th epoch after the first (``zap_init``; biases and Adam moments kept)."""
+    ``zap_every``-th epoch after the first (``zap_init``; biases and Adam moments kept).
+
+    Starts at the epoch ``state.step`` has reached (a resumed state); ``on_epoch(state, k)``
+    is called after the k-th epoch (e.g. a checkpoint)."""
     model, opt = state.model, state.optimizer
     device = next(model.parameters()).device
     x, y = data.flat("train")
-    for epoch in tqdm(range(config.epochs), desc=config.mode, disable=not progress):
+    per_epoch = -(-len(x) // config.batch_size)
+    first = state.step // per_epoch
+    for epoch in tqdm(range(first, config.epochs), desc=config.mode, disable=not progress):
         if config.mode == "zapped_iid" and epoch > 0 and epoch % config.zap_every == 0:
             zap(model.head, "all", init=config.zap_init, generator=state.generator)
         order = state.rng.permutation(len(x))
@@ -182,11 +212,19 @@ def train_iid(config: PretrainConfig, state: TrainState, data, progress=False) -
             opt.step()
             state.step += 1
             state.losses.append(loss.item())
+        if on_epoch is not None and epoch + 1 < config.epochs:
+            on_epoch(state, epoch + 1)
 
 
-def train_episodic(config: PretrainConfig, state: TrainState, data, progress=False) -> None:
+EPISODES_PER_CHUNK = 100  #: asb / meta_asb: episodes between ``on_chunk`` calls
+
+
+def train_episodic(config: PretrainConfig, state: TrainState, data, progress=False, on_chunk=None):
     """ASB and Meta-ASB: per episode one class, zap its row, ``inner_steps`` batch-1 SGD
-    steps, then one Adam step on those images plus ``remember`` random ones."""
+    steps, then one Adam step on those images plus ``remember`` random ones.
+
+    Starts at episode ``state.step`` (a resumed state); ``on_chunk(state, k)`` is called after
+    every :data:`EPISODES_PER_CHUNK` episodes, k counting the chunks."""
     model, opt = state.model, state.optimizer
     device = next(model.parameters()).device
     meta = config.mode == "meta_asb"
@@ -194,7 +232,7 @@ def train_episodic(config: PretrainConfig, state: TrainState, data, progress=Fal
     all_x, all_y = data.flat("train")
     n_train = data.train_x.shape[1]
     inner_opt = torch.optim.SGD(model.parameters(), lr=config.inner_lr)
-    for _ in tqdm(range(episodes), desc=config.mode, disable=not progress):
+    for _ in tqdm(range(state.step, episodes), desc=config.mode, disable=not progress):
         c = int(state.rng.integers(data.n_classes))
         picks = state.rng.integers(n_train, size=config.inner_steps)
         inner_x = data.train_x[c, picks].to(device)
@@ -219,6 +257,9 @@ def train_episodic(config: PretrainConfig, state: TrainState, data, progress=Fal
         opt.step()
         state.step += 1
         state.losses.append(loss.item())
+        chunk, rest = divmod(state.step, EPISODES_PER_CHUNK)
+        if on_chunk is not None and rest == 0 and state.step < episodes:
+            on_chunk(state, chunk)
 
 
 def inner_loop(model, params: dict, inner_x, inner_y, inner_lr: float, create_graph=True):
@@ -268,11 +309,13 @@ def load_or_pretrain(
     device: str = "cpu",
     *,
     recompute: bool = False,
+    checkpoint_dir=None,
     progress: bool = False,
     data: OmniglotTensors | None = None,
 ) -> PretrainResult:
     """The pre-trained model of ``config``: from the weight cache if there, else trained and
-    saved there (``torch.save`` of tensors and strings, loaded with ``weights_only=True``)."""
+    saved there (``torch.save`` of tensors and strings, loaded with ``weights_only=True``).
+    ``checkpoint_dir``: resumable training (see :func:`pretrain`)."""
     path = model_path(config)
     if path.exists() and not recompute:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -280,7 +323,9 @@ def load_or_pretrain(
         model.load_state_dict(blob["state_dict"])
         prov = json.loads(blob["provenance"])
         return PretrainResult(config, model, blob["losses"].numpy(), 0.0, prov, path)
-    res = pretrain(config, data=data, device=device, progress=progress)
+    res = pretrain(
+        config, data=data, device=device, progress=progress, checkpoint_dir=checkpoint_dir
+    )
     res.provenance["seconds"] = res.seconds
     blob = {
         "state_dict": res.model.state_dict(),

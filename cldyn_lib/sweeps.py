@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import metrics
+from .checkpoint import DivergedError
 from .config import Config, ConfigError, check_int
 from .cyclic import CyclicConfig, run_cyclic
 
@@ -99,7 +100,10 @@ def run_sweep(sweep: Sweep, progress: bool = True) -> dict[str, np.ndarray]:
     per_variant: dict[int, list[dict]] = {}
     for i, j in tqdm(jobs, desc=f"sweep {sweep.name}", disable=not progress):
         t0 = time.perf_counter()
-        res = run_cyclic(sweep.config(i, sweep.seeds[j]), progress=False)
+        try:
+            res = run_cyclic(sweep.config(i, sweep.seeds[j]), progress=False)
+        except DivergedError as err:  # a learning rate too high: keep it, NaN after the step
+            res = err.result
         seconds[i, j] = time.perf_counter() - t0
         per_variant.setdefault(i, []).append(summarise(res.losses, res.schedule))
     for i, runs in per_variant.items():

@@ -113,6 +113,7 @@ class TransferResult:
     classes: np.ndarray  #: (C,) evaluation-set characters, in training order
     diverged: bool  #: a non-finite loss stopped the run (later rows stay NaN)
     model: ConvNet | None = None  #: the transferred copy (the input model is left unchanged)
+    diverged_at: int = -1  #: the step whose loss was non-finite, -1 if none
 
     def seen_mean(self, which: str = "acc") -> np.ndarray:
         """Per row: the mean over the classes seen so far (all classes for IID), NaN at row 0."""
@@ -196,24 +197,72 @@ def evaluate(forward, test_x: torch.Tensor, chunk: int = 500) -> tuple[np.ndarra
 
 
 def run_transfer(
-    config: TransferConfig, model: ConvNet, data: OmniglotTensors | None = None
+    config: TransferConfig,
+    model: ConvNet,
+    data: OmniglotTensors | None = None,
+    *,
+    checkpoint_dir=None,
+    checkpoint_every: int = 1,
+    on_diverge: str = "stop",
+    deterministic: bool = False,
 ) -> TransferResult:
-    """Transfer ``model`` (left unchanged) to ``config.n_classes`` novel characters."""
+    """Transfer ``model`` (left unchanged) to ``config.n_classes`` novel characters.
+
+    ``checkpoint_dir``: save the state there every ``checkpoint_every`` evaluations and
+    resume from it when it exists (bitwise the same result on a CPU; see
+    :mod:`cldyn_lib.checkpoint`). A non-finite loss stops the run; ``on_diverge="raise"``
+    then raises :class:`cldyn_lib.checkpoint.DivergedError` carrying the partial result,
+    ``"stop"`` returns it with ``diverged=True``. ``deterministic``: CUDA's deterministic mode.
+    """
+    from . import checkpoint as ck
+
+    check_choice("on_diverge", on_diverge, ("stop", "raise"))
+    saver = None
+    if checkpoint_dir is not None:
+        saver = ck.Checkpointer(checkpoint_dir, "transfer", config, checkpoint_every)
     data = load_data(config) if data is None else data
     if data.n_classes != config.n_classes:
         raise ConfigError(f"data has {data.n_classes} classes; config.n_classes={config.n_classes}")
     state = initial_state(config, model, data)
-    train_transfer(config, state, data)
+    on_eval = None
+    if saver is not None:
+        blob = saver.load()
+        if blob is not None:
+            ck.restore_transfer(state, blob)
+
+        def on_eval(s):
+            if s.evals % saver.every == 0 and s.step < len(s.order):
+                saver.save(ck.transfer_payload(s))
+
+    with ck.deterministic(deterministic):
+        train_transfer(config, state, data, on_eval=on_eval)
     seen, trained_at = eval_schedule(config)
     K = data.train_x.shape[1]
     eval_steps = np.ceil(seen * K / config.batch_size).astype(int)
-    return TransferResult(
+    diverged_at = state.step if state.step < len(state.order) else -1
+    if saver is not None:
+        saver.save(ck.transfer_payload(state), "diverged" if diverged_at >= 0 else "finished")
+    res = TransferResult(
         config, state.acc, state.loss, state.train_loss, eval_steps, seen, trained_at,
         data.classes, diverged=bool(np.isnan(state.acc[-1]).any()), model=state.model,
+        diverged_at=diverged_at,
     )  # fmt: skip
+    if diverged_at >= 0 and on_diverge == "raise":
+        where = f"step {diverged_at + 1} of {len(state.order)}"
+        if config.protocol == "sequential":
+            where += f" (class {diverged_at * config.batch_size // K + 1} of {config.n_classes})"
+        msg = (
+            f"transfer diverged: non-finite training loss at {where} with lr={config.lr:g}; "
+            f"the partial result (rows 0..{state.evals - 1}) is in err.result"
+            + (f"; the partial state is saved in {saver.path}" if saver is not None else "")
+        )
+        raise ck.DivergedError(msg, res, {"step": diverged_at}, saver.path if saver else None)
+    return res
 
 
-def train_transfer(config: TransferConfig, state: TransferState, data: OmniglotTensors):
+def train_transfer(
+    config: TransferConfig, state: TransferState, data: OmniglotTensors, on_eval=None
+):
     """The transfer loop: a step per batch of ``state.order``, an evaluation after every
     ``eval_every`` classes' worth of images. Stops (leaving NaN rows) on a non-finite loss.
 
@@ -237,6 +286,8 @@ def train_transfer(config: TransferConfig, state: TransferState, data: OmniglotT
         if row is not None and row == state.evals:
             state.acc[row], state.loss[row] = evaluate(forward, test_x)
             state.evals += 1
+            if on_eval is not None:  # e.g. a checkpoint (see run_transfer)
+                on_eval(state)
         if state.step == len(state.order):
             return state
         idx = torch.as_tensor(state.order[state.step].astype(np.int64))
