@@ -449,13 +449,17 @@ def _sync(device: str) -> None:
 
 
 def run_cyclic(
-    config: CyclicConfig, *, progress: bool = True, timing: bool = False, state=None
+    config: CyclicConfig, *, progress: bool = True, timing: bool = False, state=None, probe=None
 ) -> CyclicResult:
     """Run cyclic fine-tuning for ``config``; see the module docstring.
 
     ``timing=True`` synchronises CUDA around each phase so that the recorded training and
     evaluation times are exact (CPU timings are always exact). ``state`` continues a run
-    made with :func:`setup` from its ``episode``.
+    made with :func:`setup` from its ``episode``. ``probe`` (default None: nothing extra
+    runs) is called as ``probe(state)`` at every evaluation point, after the evaluation of
+    episode ``state.episode`` (0: before training); it must leave the weights, the
+    optimiser and the generators as it found them (see :mod:`cldyn_lib.probes`). Its time
+    is not counted in ``train_s`` or ``eval_s``.
     """
     t0 = time.perf_counter()
     if state is None:
@@ -469,6 +473,8 @@ def run_cyclic(
     try:
         if state.episode == 0:
             state.losses[0] = evaluate(state)
+            if probe is not None:
+                probe(state)
         bar = tqdm(total=E * T, initial=state.episode, desc="episodes", disable=not progress)
         while state.episode < E * T:
             epoch, k = divmod(state.episode, T)
@@ -483,6 +489,8 @@ def run_cyclic(
             clock["train_s"] += t2 - t1
             clock["eval_s"] += time.perf_counter() - t2
             state.episode += 1
+            if probe is not None:
+                probe(state)
             if k == T - 1:  # one host copy per epoch
                 rows = slice(epoch * T + 1 - (epoch == 0), (epoch + 1) * T + 1)
                 state.host_losses[rows] = state.losses[rows].cpu().numpy()
