@@ -30,6 +30,7 @@ Taught in the chapter *Inside the dynamics*.
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import torch
 
@@ -85,7 +86,11 @@ def named_module(model: torch.nn.Module, name: str) -> torch.nn.Module:
     """``model``'s submodule ``name``; an unknown name is a ConfigError listing some names."""
     modules = dict(model.named_modules())
     if name not in modules or name == "":
-        with_params = [n for n, m in modules.items() if n and next(m.parameters(recurse=False), None) is not None]
+        with_params = [
+            n
+            for n, m in modules.items()
+            if n and next(m.parameters(recurse=False), None) is not None
+        ]
         raise ConfigError(
             f"layer {name!r} is not a module of this model; modules with parameters: "
             f"{', '.join(with_params[:12])}{', ...' if len(with_params) > 12 else ''}"
@@ -186,7 +191,12 @@ class Probes:
         rec = sum(a.nbytes for a in (self.weights, self.head, self.acts) if a is not None)
         grads = 4 * self._g.dims * (self.grads.shape[0] if self.grads is not None else 0)
         ckpt = 4 * self._w.total if self.config.pairwise else 0
-        return {"recorded": rec, "gradients": grads, "checkpoint": ckpt, "total": rec + grads + ckpt}
+        return {
+            "recorded": rec,
+            "gradients": grads,
+            "checkpoint": ckpt,
+            "total": rec + grads + ckpt,
+        }
 
     def result(self) -> ProbeResult:
         if not self._ready or np.isnan(self.weights[-1]).any():
@@ -304,9 +314,7 @@ def weight_residuals(traj: np.ndarray, window: int, edge: str = "shift") -> np.n
     N = len(traj)
     check_choice("edge", edge, EDGES)
     if not 1 <= window <= N:
-        raise ConfigError(
-            f"window must be in 1..{N} (the run has {N} checkpoints); got {window}"
-        )
+        raise ConfigError(f"window must be in 1..{N} (the run has {N} checkpoints); got {window}")
     csum = np.concatenate([np.zeros((1, traj.shape[1])), np.cumsum(traj, axis=0)])
     lo = np.arange(N) - window // 2
     if edge == "shift":
@@ -349,15 +357,16 @@ def pca(traj: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return u[:, :k] * s[:k], var[:k]
 
 
-def helix_measures(traj: np.ndarray, n_docs: int) -> dict:
+def helix_measures(traj: np.ndarray, n_docs: int, skip_epochs: int = 0) -> dict:
     """Revolutions per epoch and convergence of a weight trajectory (Fig. 9).
 
     The trajectory's drift is removed with the residuals of a one-epoch window (Eq. 2,
-    edges shifted); the winding angle of the residuals' top-2 principal components, unwrapped,
+    edges shifted); ``skip_epochs`` leaves out the first epochs (the initial transient);
+    the winding angle of the residuals' top-2 principal components, unwrapped,
     gives revolutions; the per-epoch radius (mean residual norm) and step (distance between
     the ends of consecutive epochs) say whether the helix converges.
     """
-    x = np.asarray(traj, dtype=np.float64)
+    x = np.asarray(traj, dtype=np.float64)[skip_epochs * n_docs :]
     E = (len(x) - 1) // n_docs
     res = weight_residuals(x, n_docs, "shift")
     scores, _ = pca(res, 2)
@@ -426,3 +435,42 @@ def block_contrast(sim: np.ndarray, n_docs: int) -> float:
     same = ep[:, None] == ep[None, :]
     off = ~np.eye(len(s), dtype=bool)
     return float(s[same & off].mean() - s[~same].mean())
+
+
+# ---------------------------------------------------------------- a probed run, summarised
+
+
+def summarize(out: ProbeResult, schedule: np.ndarray) -> dict[str, np.ndarray]:
+    """Small arrays of a probed run (heat maps, PCA scores, update sizes): what a chapter plots
+    and a committed result stores (never the raw trajectories)."""
+    T = schedule.shape[1]
+    res = weight_residuals(out.weights, T, "shift")
+    arrays = {
+        "weight_res_cos": cosine_matrix(res).astype(np.float32),
+        "head_pca": pca(out.head, 3)[0].astype(np.float32),
+        "head_pca_var": pca(out.head, 3)[1],
+        "act_cos": cosine_matrix(out.acts).astype(np.float32),
+        "act_sizes": update_sizes(out.acts),
+        "weight_sizes": update_sizes(out.weights),
+        "helix_revs": np.array(helix_measures(out.head, T, skip_epochs=1)["revs_per_epoch"]),
+    }
+    h = helix_measures(out.head, T, skip_epochs=1)
+    arrays["helix_radius"], arrays["helix_step"] = h["radius"], h["step"]
+    arrays.update({k: v for k, v in out.to_arrays().items() if k in ("grad_cos", "pairwise")})
+    return arrays
+
+
+def run_probed(config, probe_config: ProbeConfig | None = None, progress: bool = False):
+    """One :func:`cldyn_lib.cyclic.run_cyclic` with :class:`Probes`: (CyclicResult, ProbeResult)."""
+    from .cyclic import run_cyclic
+
+    p = Probes(probe_config)
+    res = run_cyclic(config, progress=progress, probe=p)
+    return res, p.result()
+
+
+def probe_study(config) -> dict[str, np.ndarray]:
+    """The arrays of :func:`summarize` plus the loss matrix, for ``results.load_or_compute``."""
+    res, out = run_probed(config, ProbeConfig(seed=config.seed))
+    return {"losses": res.losses, "schedule": res.schedule, **summarize(out, res.schedule),
+            **{f"mem_{k}": np.array(v) for k, v in out.memory_bytes.items()}}  # fmt: skip

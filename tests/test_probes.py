@@ -53,7 +53,9 @@ def test_residual_window_edges_shift_or_truncate():
 
 
 def test_residual_window_longer_than_the_run_is_a_clear_error():
-    with pytest.raises(cl.ConfigError, match=r"window must be in 1..5 \(the run has 5 checkpoints\); got 6"):
+    with pytest.raises(
+        cl.ConfigError, match=r"window must be in 1..5 \(the run has 5 checkpoints\); got 6"
+    ):
         probes.weight_residuals(np.zeros((5, 2)), 6)
     with pytest.raises(cl.ConfigError, match="edge must be one of 'shift', 'truncate'"):
         probes.weight_residuals(np.zeros((5, 2)), 2, "wrap")
@@ -63,7 +65,9 @@ def helix(T: int, E: int, revs: float, dim: int = 40, seed: int = 0, decay: floa
     """A helix with ``revs`` turns per epoch of T steps, drifting, in a random ``dim``-D basis."""
     t = np.arange(E * T + 1, dtype=float)
     r = 3.0 * np.exp(-decay * t / T)
-    pts = np.stack([0.05 * t, r * np.cos(2 * np.pi * revs * t / T), r * np.sin(2 * np.pi * revs * t / T)], 1)
+    pts = np.stack(
+        [0.05 * t, r * np.cos(2 * np.pi * revs * t / T), r * np.sin(2 * np.pi * revs * t / T)], 1
+    )
     q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, 3)))
     noise = 0.01 * np.random.default_rng(seed + 1).normal(size=(len(t), dim))
     return pts @ q.T + noise
@@ -152,15 +156,21 @@ def test_pairwise_entry_equals_the_loss_change_measured_by_hand(mirror):
     ids = state.tokens[:, s : s + C]
     n = (state.lengths - s).clamp(0, C)
     with torch.no_grad():
-        before = lm.document_losses(model(input_ids=ids[j : j + 1]).logits, ids[j : j + 1], n[j : j + 1])[0]
+        before = lm.document_losses(
+            model(input_ids=ids[j : j + 1]).logits, ids[j : j + 1], n[j : j + 1]
+        )[0]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     for _ in range(cfg.steps):
-        loss = lm.document_losses(model(input_ids=ids[i : i + 1]).logits, ids[i : i + 1], n[i : i + 1])[0]
+        loss = lm.document_losses(
+            model(input_ids=ids[i : i + 1]).logits, ids[i : i + 1], n[i : i + 1]
+        )[0]
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        after = lm.document_losses(model(input_ids=ids[j : j + 1]).logits, ids[j : j + 1], n[j : j + 1])[0]
+        after = lm.document_losses(
+            model(input_ids=ids[j : j + 1]).logits, ids[j : j + 1], n[j : j + 1]
+        )[0]
     assert mat[i, j] == pytest.approx(float(before - after), rel=1e-4, abs=1e-6)
     assert mat[i, i] > 0  # training on a document lowers its own loss
 
@@ -174,11 +184,16 @@ def test_gradients_match_autograd_on_the_layer(mirror):
     ids, n = state.tokens[1:2, s : s + C], (state.lengths[1:2] - s).clamp(0, C)
     loss = lm.document_losses(state.model(input_ids=ids).logits, ids, n)[0]
     direct = torch.autograd.grad(loss, [mod.weight, mod.bias])
-    np.testing.assert_allclose(g[1].numpy(), torch.cat([d.reshape(-1) for d in direct]).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        g[1].numpy(), torch.cat([d.reshape(-1) for d in direct]).numpy(), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_unknown_layer_and_bad_document_are_clear_errors(mirror):
-    with pytest.raises(cl.ConfigError, match=r"layer 'gpt_neox.layers.9' is not a module .*modules with parameters: gpt_neox.embed_in"):
+    with pytest.raises(
+        cl.ConfigError,
+        match=r"layer 'gpt_neox.layers.9' is not a module .*modules with parameters: gpt_neox.embed_in",
+    ):
         run_cyclic(tiny(), progress=False, probe=Probes(ProbeConfig(layer="gpt_neox.layers.9")))
     with pytest.raises(cl.ConfigError, match=r"act_doc must be in 0..3; got 7"):
         run_cyclic(tiny(), progress=False, probe=Probes(ProbeConfig(act_doc=7)))
