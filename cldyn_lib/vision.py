@@ -129,6 +129,8 @@ def preset_for(scale: str, model: str, **overrides) -> VisionConfig:
     check_choice("model", model, MODELS)
     if model == "igpt":
         return VisionConfig.preset(scale, task="igpt", **{**IGPT[scale], **overrides})
+    if model == "cnn" and scale == "ci":  # 16-32-64 channels: the time budget
+        overrides = {"width": 16, **overrides}
     return VisionConfig.preset(scale, task="classify", arch=model, **overrides)
 
 
