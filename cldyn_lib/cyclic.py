@@ -461,6 +461,7 @@ def run_cyclic(
     checkpoint_dir=None,
     checkpoint_every: int = 1,
     deterministic: bool = False,
+    probe=None,
 ) -> CyclicResult:
     """Run cyclic fine-tuning for ``config``; see the module docstring.
 
@@ -473,6 +474,11 @@ def run_cyclic(
     :mod:`cldyn_lib.checkpoint`). ``deterministic``: CUDA's deterministic algorithms. A
     non-finite loss raises :class:`cldyn_lib.checkpoint.DivergedError` at the end of its
     epoch, naming the episode and step and carrying the partial result.
+
+    ``probe`` (default None: nothing extra runs) is called as ``probe(state)`` at every
+    evaluation point, after the evaluation of episode ``state.episode`` (0: before
+    training); it must leave the weights, the optimiser and the generators as it found them
+    (see :mod:`cldyn_lib.probes`). Its time is not counted in ``train_s`` or ``eval_s``.
     """
     from . import checkpoint as ck
 
@@ -503,6 +509,8 @@ def run_cyclic(
     try:
         if state.episode == 0:
             state.losses[0] = evaluate(state)
+            if probe is not None:
+                probe(state)
         bar = tqdm(total=E * T, initial=state.episode, desc="episodes", disable=not progress)
         while state.episode < E * T:
             epoch, k = divmod(state.episode, T)
@@ -517,6 +525,8 @@ def run_cyclic(
             clock["train_s"] += t2 - t1
             clock["eval_s"] += time.perf_counter() - t2
             state.episode += 1
+            if probe is not None:
+                probe(state)
             if k == T - 1:  # one host copy per epoch
                 rows = slice(epoch * T + 1 - (epoch == 0), (epoch + 1) * T + 1)
                 state.host_losses[rows] = state.losses[rows].cpu().numpy()

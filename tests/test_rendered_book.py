@@ -32,6 +32,11 @@ EXTRA = {
     "book/lm_phenomenon": {"min_sliders": 6, "figures": ["fig-lm-fig1", "fig-lm-laptop"]},
     "book/lm_scale": {"min_sliders": 3, "figures": ["fig-lm-scale-laptop"]},
     "book/lm_factors": {"min_sliders": 8, "figures": ["fig-lm-fig5", "fig-lm-summary"]},
+    "book/inside_dynamics": {
+        "min_sliders": 2,
+        "figures": ["fig-probe-maps", "fig-probe-helix", "fig-probe-fig18"],
+    },
+    "book/beyond_language": {"min_sliders": 4, "figures": ["fig-vision-ci", "fig-vision-laptop"]},
     "book/zapping_transfer": {"min_sliders": 3, "figures": ["fig-zap-transfer"]},
     "book/zap_divergence": {"min_sliders": 2, "figures": ["fig-div-cos-laptop", "fig-div-shock"]},
 }
