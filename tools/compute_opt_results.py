@@ -1,0 +1,53 @@
+"""Recompute the committed results of *Optimizers and sequential learning* and *Why Adam
+remembers* (small arrays under data/results/, no weights).
+
+    python tools/compute_opt_results.py [--scale laptop] [--only table3 variants ...]
+
+Each result is ``results.load_or_compute(name, config, fn, scale=scale)``: an existing file
+is kept (pass --recompute to redo it). Pre-trained models are cached in data/cache/models
+by ``pretrain.load_or_pretrain``. Measured on the 2-core development machine (one torch
+thread, shared with other jobs): about 1.5 hours for everything at laptop scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from cldyn_lib import results, seqlearn, whyadam
+
+
+def recipes(scale: str) -> dict:
+    out = {"table3": ("sequence-study", seqlearn.SequenceStudy.preset(scale),
+                      seqlearn.run_sequence_study)}  # fmt: skip
+    for name, cfg in whyadam.open_question_studies(scale).items():
+        fn = whyadam.run_boundary_study if name == "boundary" else whyadam.run_sweep
+        out[name] = (f"{name}-{'study' if name == 'boundary' else 'sweep'}", cfg, fn)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="laptop")
+    parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--recompute", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    todo = recipes(args.scale)
+    for key in args.only or list(todo):
+        name, cfg, fn = todo[key]
+        t0 = time.perf_counter()
+        res = results.load_or_compute(
+            name, cfg, lambda c, fn=fn: fn(c, progress=True), scale=args.scale,
+            recompute=args.recompute,
+        )  # fmt: skip
+        size = res.path.stat().st_size / 1e6
+        print(
+            f"{key}: {res.path.name}, {size:.2f} MB, {time.perf_counter() - t0:.0f} s", flush=True
+        )
+
+
+if __name__ == "__main__":
+    main()
