@@ -22,9 +22,8 @@ from cldyn_lib import results, seqlearn, whyadam
 def recipes(scale: str) -> dict:
     out = {"table3": ("sequence-study", seqlearn.SequenceStudy.preset(scale),
                       seqlearn.run_sequence_study)}  # fmt: skip
-    for name, cfg in whyadam.open_question_studies(scale).items():
-        fn = whyadam.run_boundary_study if name == "boundary" else whyadam.run_sweep
-        out[name] = (f"{name}-{'study' if name == 'boundary' else 'sweep'}", cfg, fn)
+    for key, cfg in whyadam.open_question_studies(scale).items():
+        out[key] = (whyadam.result_name(key), cfg, whyadam.study_function(key))
     return out
 
 
