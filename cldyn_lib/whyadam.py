@@ -171,20 +171,26 @@ def run_boundary_study(study: BoundaryStudy, progress: bool = False) -> dict[str
     return out
 
 
-def boundary_curve(loss, epoch: int) -> np.ndarray:
-    """Interference at the start of ``epoch`` (2, 3, ...): ``out[k]`` is the mean change,
-    since the end of the previous epoch, of the loss of the tasks *not yet retrained* after
-    the first ``k`` tasks of the epoch (k = 0..T-1; tasks k..T-1). Positive: retraining the
-    first tasks interferes with the others (paper A Fig. 5.C); a curve that rises and then
-    falls back shows interference that "reverts" before the tasks are retrained.
-    ``loss``: (E*T + 1, T); any leading axes are kept."""
+def boundary_curve(loss, epoch: int, first: int | None = None) -> np.ndarray:
+    """Interference at the start of ``epoch`` (2, 3, ...). While tasks ``0..first-1`` are
+    retrained, how does the loss of the tasks ``first..T-1`` (not yet retrained; default:
+    the second half) change? ``out[k]``, k = 0..first, is their mean loss after the first k
+    tasks of the epoch minus their mean loss when the epoch began. Positive: retraining
+    interferes with the others (paper A Fig. 5.C); a curve that rises and falls back would
+    be interference that "reverts" before they are retrained. A fixed set of tasks keeps
+    the mean comparable across k. ``loss``: (..., E*T + 1, T)."""
     loss = np.asarray(loss, float)
     T = loss.shape[-1]
+    E = (loss.shape[-2] - 1) // T
+    first = T // 2 if first is None else first
+    if not 2 <= epoch <= E:
+        raise ValueError(f"epoch must be in [2, {E}]; got {epoch}")
+    if not 1 <= first < T:
+        raise ValueError(f"first must be in [1, {T - 1}]; got {first}")
     start = (epoch - 1) * T
-    if not 2 <= epoch <= (loss.shape[-2] - 1) // T:
-        raise ValueError(f"epoch must be in [2, {(loss.shape[-2] - 1) // T}]; got {epoch}")
-    out = np.stack([(loss[..., start + k, k:] - loss[..., start, k:]).mean(-1) for k in range(T)])
-    return np.moveaxis(out, 0, -1)
+    later = loss[..., first:]
+    out = [(later[..., start + k, :] - later[..., start, :]).mean(-1) for k in range(first + 1)]
+    return np.stack(out, axis=-1)
 
 
 # ---------------------------------------------------------------- the chapter's studies

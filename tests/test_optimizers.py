@@ -321,3 +321,16 @@ def test_new_pretrain_field_keeps_the_old_cache_names():
     old = json.dumps({"type": "PretrainConfig", **fields}, sort_keys=True)
     assert cfg.key() == hashlib.sha256(old.encode()).hexdigest()[:12]
     assert cfg.replace(arch="resnet").key() != cfg.key()
+
+
+def test_boundary_curve_by_hand():
+    # T = 4 tasks, 2 epochs: rows 0..8; epoch 2 starts at row 4
+    loss = np.zeros((9, 4))
+    loss[4, 2:] = [1.0, 2.0]
+    loss[5, 2:] = [1.5, 2.5]  # after retraining task 0: tasks 2 and 3 each lose 0.5
+    loss[6, 2:] = [1.0, 3.0]  # after task 1: changes 0.0 and +1.0
+    curve = whyadam.boundary_curve(loss, 2)
+    assert np.allclose(curve, [0.0, 0.5, 0.5])
+    assert np.allclose(whyadam.boundary_curve(np.stack([loss, 2 * loss]), 2), [curve, 2 * curve])
+    with pytest.raises(ValueError, match=r"epoch must be in \[2, 2\]"):
+        whyadam.boundary_curve(loss, 3)

@@ -31,6 +31,11 @@ EXTRA = {
     "book/toy_model": {"min_sliders": 5, "figures": ["fig-toy-loss", "fig-toy-circle"]},
     "book/zapping_transfer": {"min_sliders": 3, "figures": ["fig-zap-transfer"]},
     "book/zap_divergence": {"min_sliders": 2, "figures": ["fig-div-cos-laptop", "fig-div-shock"]},
+    "book/optimizers_sequential": {"min_sliders": 3, "figures": ["fig-opt-heatmaps", "fig-opt-lr"]},
+    "book/why_adam": {
+        "min_sliders": 5,
+        "figures": ["fig-why-variants", "fig-why-boundary", "fig-why-memory", "fig-why-robust"],
+    },
 }
 
 
