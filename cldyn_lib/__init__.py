@@ -9,7 +9,12 @@ One import gives a reader what the chapters use::
 Modules (one concern each): ``config`` (configs, scales, devices, seeds), ``metrics`` (the
 loss-matrix convention, recovery score, forgetting/BWT), ``fetch`` and ``datasets`` (data
 resolution and loaders), ``results`` (load-or-compute with provenance), ``toy`` (paper B's
-toy model), ``plots``, ``widgets`` and ``book`` (notebook support).
+toy model), ``plots``, ``widgets`` and ``book`` (notebook support). The language-model
+modules of paper B (``cyclic``: the cyclic training engine; ``lm``: GPT-NeoX models;
+``documents``; ``standin``: the offline pre-trained stand-in; ``sweeps``;
+``cyclic_plots``) import torch and transformers, so they are imported on their own:
+``from cldyn_lib import cyclic``. Paper A's modules (``convnet``, ``omniglot``, ``zapping``,
+``pretrain``, ``transfer``, ``divergence``, ``shock``, ``shockfigs``) likewise.
 """
 
 from . import config, metrics, results, toy
@@ -24,6 +29,7 @@ from .metrics import (
 )
 
 __version__ = "0.1.0"
+
 
 __all__ = [
     "config",

@@ -32,6 +32,8 @@ __all__ = [
     "forgetting_per_task",
     "forgetting",
     "backward_transfer",
+    "priming",
+    "spearman",
 ]
 
 
@@ -93,7 +95,7 @@ class RecoveryParts(NamedTuple):
     l_after: float
 
 
-def recovery_parts(losses, epoch: int, schedule=None) -> RecoveryParts:
+def recovery_parts(losses, epoch: int, schedule=None, docs=None) -> RecoveryParts:
     """Paper B's recovery score (Eq. 1) for ``epoch`` n, with its parts.
 
     For each document t, ``a`` is the row just after its n-th training and ``b`` the row just
@@ -106,7 +108,8 @@ def recovery_parts(losses, epoch: int, schedule=None) -> RecoveryParts:
         RS(n)    = (l_max - l_before) / (l_max - l_after)
 
     ``epoch`` must be in ``1..E-1`` (a run with E=1 has no recovery score). The score is NaN,
-    with a warning, when nothing was forgotten (``l_max == l_after``).
+    with a warning, when nothing was forgotten (``l_max == l_after``). ``docs`` restricts the
+    means to some documents (e.g. ``[0]`` for document 1 alone, paper B's Fig. 12).
     """
     L, S = check_loss_matrix(losses, schedule)
     E, T = S.shape
@@ -117,10 +120,10 @@ def recovery_parts(losses, epoch: int, schedule=None) -> RecoveryParts:
     rows = after_training_rows(S)
     a = rows[epoch - 1]
     b = rows[epoch] - 1
-    cols = np.arange(T)
+    cols = np.arange(T) if docs is None else np.atleast_1d(np.asarray(docs, dtype=int))
     l_max = np.mean([L[a[t] : b[t] + 1, t].max() for t in cols])
-    l_before = L[b, cols].mean()
-    l_after = L[a, cols].mean()
+    l_before = L[b[cols], cols].mean()
+    l_after = L[a[cols], cols].mean()
     forgotten = l_max - l_after
     if forgotten == 0:
         warnings.warn(
@@ -225,3 +228,46 @@ def backward_transfer(matrix, trained_at=None, kind: str = "loss") -> float:
     (lower loss, or higher accuracy, than right after their own training).
     """
     return -forgetting(matrix, trained_at, kind)
+
+
+def priming(losses, schedule=None, epoch: int = 1) -> float:
+    """How much an episode lowers the loss of the document trained *next*, in ``epoch``.
+
+    For consecutive episodes ``i -> j`` of epoch ``epoch`` (1-based), the drop
+    ``losses[r-1, j] - losses[r, j]`` where ``r`` is the row just after training ``i``;
+    the mean over the T-1 pairs. Positive: training a document primes its successor. In
+    the fixed order the successor of ``x_{t-1}`` is ``x_t``; in a reversed epoch it is the
+    other way round (paper B, section 4's opening). Used in *What drives recovery*.
+    """
+    L, S = check_loss_matrix(losses, schedule)
+    E, T = S.shape
+    if not 1 <= epoch <= E or T < 2:
+        raise ValueError(f"epoch must be in [1, {E}] and T >= 2; got epoch={epoch}, T={T}")
+    e = epoch - 1
+    rows = e * T + np.arange(1, T)  # after episodes k = 0..T-2 of the epoch
+    nxt = S[e, 1:]
+    return float(np.mean(L[rows - 1, nxt] - L[rows, nxt]))
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation of two equal-length sequences (ties get their mean rank).
+
+    Used to summarise sweeps (is the recovery score ordered by model size? by fit?).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"x and y must be 1-D of the same length >= 2; got {x.shape}, {y.shape}")
+
+    def ranks(v):
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=float)
+        for value in np.unique(v):  # average the ranks of ties
+            tie = v == value
+            r[tie] = r[tie].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])

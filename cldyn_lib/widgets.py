@@ -28,16 +28,20 @@ def panel(fn: Callable[..., Any], *, manual: bool = False, columns: int = 3, **c
     out = w.Output()
 
     def run(**values):
-        out.clear_output(wait=True)
-        with out:
-            try:
-                result = fn(**values)
-            except ConfigError as err:
-                print(f"Not run: {err}")
-                return
-            fig = result if isinstance(result, plt.Figure) else plt.gcf()
-            display(fig)
-            plt.close(fig)
+        # The figure goes into the widget's state from the kernel side (append_display_data)
+        # rather than through `with out: display(fig)`: the latter makes a headless client
+        # (papermill/nbclient) echo the output back to the kernel, and on this machine such
+        # messages over ~64 KB (any figure) deadlocked the notebook's execution.
+        try:
+            result = fn(**values)
+        except ConfigError as err:
+            out.outputs = ()
+            out.append_stdout(f"Not run: {err}\n")
+            return
+        fig = result if isinstance(result, plt.Figure) else plt.gcf()
+        out.outputs = ()
+        out.append_display_data(fig)
+        plt.close(fig)
 
     for ctl in controls.values():
         ctl.style = {"description_width": "initial"}

@@ -57,6 +57,12 @@ def test_glued_values_and_claims(tmp_path):
     (row,) = book.evaluate_claims([dict(larger, reproduced_if="x < 1 and f")], tmp_path)
     assert row["ci_ok"] and row["larger_ok"] is False
     assert row["verdict"] == "reproduced at ci scale only"
+    only_larger = dict(claim, values={}, larger={"scale": "laptop", "values": {"n": "n"},
+                                                  "shown": "n={n}", "reproduced_if": "n > 4"})  # fmt: skip
+    (row,) = book.evaluate_claims([only_larger], tmp_path)
+    assert row["ci"] == "not run at ci scale" and row["ci_ok"] is False
+    assert row["larger"] == "n=5" and row["larger_ok"]
+    assert row["verdict"] == "reproduced at the larger scale only"
     with pytest.raises(KeyError, match="chap::missing"):
         book.evaluate_claims([dict(claim, values={"x": "missing"})], tmp_path)
     with pytest.raises(FileNotFoundError, match="other.ipynb"):
@@ -78,4 +84,8 @@ def test_claims_registry_is_well_formed():
         assert f"book/{c['chapter']}" in files, f"claim {c['id']}: chapter not in the toc"
         assert c["paper"] in ("A", "B")
         names = {k: 1.0 for k in c["values"]}
-        book.safe_eval(c["reproduced_if"], names)  # parses and uses only declared variables
+        if names:
+            book.safe_eval(c["reproduced_if"], names)  # parses and uses only declared variables
+        if c.get("larger"):
+            big = {k: 1.0 for k in c["larger"]["values"]}
+            book.safe_eval(c["larger"].get("reproduced_if", c["reproduced_if"]), big)

@@ -1,5 +1,7 @@
 """The loss-matrix convention, paper B's Eq. 1, shift-averaging, forgetting and BWT."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -195,3 +197,48 @@ def test_forgetting_uses_last_training_and_explicit_rows():
     with pytest.raises(ValueError, match="trained_at"):
         m.forgetting(L, trained_at=np.array([1]))
     assert (T, E) == (2, 2)
+
+
+def test_priming_and_spearman_by_hand():
+    from cldyn_lib.metrics import priming, spearman
+
+    T, E = 3, 2
+    L = np.full((E * T + 1, T), 5.0)
+    # in epoch 1, training doc 0 (row 1) lowers doc 1 by 0.5; training doc 1 (row 2) lowers doc 2 by 1
+    L[1:, 1] = 4.5
+    L[2:, 2] = 4.0
+    assert priming(L, epoch=1) == pytest.approx(0.75)
+    assert priming(L, epoch=2) == pytest.approx(0.0)
+    rev = np.array([[0, 1, 2], [2, 1, 0]])
+    assert priming(L, rev, epoch=2) == pytest.approx(0.0)
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
+        np.corrcoef([0, 1.5, 1.5, 3], [0, 1, 2, 3])[0, 1]
+    )
+
+
+def test_recovery_parts_of_some_documents():
+    rng = np.random.default_rng(1)
+    L = rng.uniform(1, 3, size=(3 * 4 + 1, 4))
+    S = np.array([[2, 0, 3, 1], [1, 3, 0, 2], [0, 1, 2, 3]])
+    rows = m.after_training_rows(S)
+    for t in range(4):
+        L[rows[:, t], t] = 0.1  # each document is fitted right after its training
+    finite = 0
+    for t in range(4):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a document trained twice in a row forgets nothing
+            got, want = m.recovery_parts(L, 1, S, docs=[t]).score, _one_doc_rs(L, S, 1, t)
+        assert got == pytest.approx(want, nan_ok=True)
+        finite += bool(np.isfinite(want))
+    assert finite >= 2
+    whole = m.recovery_parts(L, 2, S)
+    assert m.recovery_parts(L, 2, S, docs=range(4)).score == pytest.approx(whole.score)
+
+
+def _one_doc_rs(L, S, n, t):
+    rows = m.after_training_rows(S)
+    a, b = rows[n - 1, t], rows[n, t] - 1
+    l_max = L[a : b + 1, t].max()
+    return (l_max - L[b, t]) / (l_max - L[a, t])

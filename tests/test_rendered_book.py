@@ -29,6 +29,9 @@ pytestmark = pytest.mark.book
 # what the issue asks to see on specific pages, beyond the figures their sources declare
 EXTRA = {
     "book/toy_model": {"min_sliders": 5, "figures": ["fig-toy-loss", "fig-toy-circle"]},
+    "book/lm_phenomenon": {"min_sliders": 6, "figures": ["fig-lm-fig1", "fig-lm-laptop"]},
+    "book/lm_scale": {"min_sliders": 3, "figures": ["fig-lm-scale-laptop"]},
+    "book/lm_factors": {"min_sliders": 8, "figures": ["fig-lm-fig5", "fig-lm-summary"]},
     "book/zapping_transfer": {"min_sliders": 3, "figures": ["fig-zap-transfer"]},
     "book/zap_divergence": {"min_sliders": 2, "figures": ["fig-div-cos-laptop", "fig-div-shock"]},
     "book/optimizers_sequential": {"min_sliders": 3, "figures": ["fig-opt-heatmaps", "fig-opt-lr"]},
