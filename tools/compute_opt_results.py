@@ -6,7 +6,10 @@ remembers* (small arrays under data/results/, no weights).
 Each result is ``results.load_or_compute(name, config, fn, scale=scale)``: an existing file
 is kept (pass --recompute to redo it). Pre-trained models are cached in data/cache/models
 by ``pretrain.load_or_pretrain``. Measured on the 2-core development machine (one torch
-thread, shared with other jobs): about 1.5 hours for everything at laptop scale.
+thread, shared with 3-4 other jobs, so inflated): table3 118 s, boundary 47 s, variants
+591 s, length 794 s, shift 69 s, pretrain about 16 min (it pre-trains 6 models), batch
+about 15 min, at laptop scale. No laptop-scale ResNet ("arch") was computed; the chapter
+uses the ci one, committed (``--scale ci --only arch``, about 2 minutes with pre-training).
 """
 
 from __future__ import annotations
