@@ -112,7 +112,7 @@ class Config:
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
-    #: fields added after results were cached under the old keys: :meth:`key` leaves them
+    #: fields added after results were cached under the old keys: ``key()`` leaves them
     #: out while they hold their default value, so those results keep their names
     KEY_OMIT_DEFAULTS: ClassVar[tuple[str, ...]] = ()
 
