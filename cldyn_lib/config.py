@@ -120,6 +120,9 @@ class Config:
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: fields added after results were cached under the old keys: ``key()`` leaves them
+    #: out while they hold their default value, so those results keep their names
+    KEY_OMIT_DEFAULTS: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -150,7 +153,12 @@ class Config:
 
     def key(self) -> str:
         """A short, stable hash of the fields (used to name cached results)."""
-        blob = json.dumps({"type": type(self).__name__, **self.to_dict()}, sort_keys=True)
+        fields = self.to_dict()
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in self.KEY_OMIT_DEFAULTS:
+            if fields[name] == defaults[name]:
+                del fields[name]
+        blob = json.dumps({"type": type(self).__name__, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

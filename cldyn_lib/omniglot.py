@@ -105,3 +105,29 @@ def load(
         split,
         data.source,
     )
+
+
+def rotate_tasks(data: OmniglotTensors, degrees_per_task: float) -> OmniglotTensors:
+    """A copy of ``data`` whose class c (train and held-out drawings) is rotated by
+    ``c * degrees_per_task`` degrees about the image centre (bilinear; the paper outside
+    the image stays white). Consecutive tasks then differ in their input distribution as
+    well as their class: the shift knob of *Why Adam remembers*."""
+    import math
+
+    import torch.nn.functional as F
+
+    def rotate(x: torch.Tensor, deg: float) -> torch.Tensor:
+        if deg % 360 == 0:
+            return x.clone()
+        a = math.radians(deg)
+        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]])
+        grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+        ink = F.grid_sample(1 - x, grid, mode="bilinear", align_corners=False)
+        return (1 - ink).clamp(0, 1)
+
+    angles = [c * degrees_per_task for c in range(data.n_classes)]
+    return dataclasses.replace(
+        data,
+        train_x=torch.stack([rotate(data.train_x[c], a) for c, a in enumerate(angles)]),
+        test_x=torch.stack([rotate(data.test_x[c], a) for c, a in enumerate(angles)]),
+    )

@@ -40,6 +40,7 @@ from .omniglot import N_CLASSES, OmniglotTensors
 from .zapping import INITS, zap
 
 MODES = ("iid", "zapped_iid", "asb", "meta_asb")
+ARCHS = ("convnet", "resnet")
 MODE_LABELS = {"iid": "IID", "zapped_iid": "zapped IID", "asb": "ASB", "meta_asb": "Meta-ASB"}
 
 
@@ -63,6 +64,9 @@ class PretrainConfig(Config):
     remember: int = 64  #: asb / meta_asb: random training images added to the Adam step
     data_seed: int = 0  #: which characters (when n_classes < 964) and which 15 drawings
     seed: int = 0  #: weights, data order, zaps
+    arch: str = "convnet"  #: "convnet" (paper A) or "resnet" (*Why Adam remembers*)
+
+    KEY_OMIT_DEFAULTS = ("arch",)  # added later: cached models keep their names
 
     PRESETS = {
         # ci: about a second per run on one CPU thread; far too small for any trend
@@ -92,6 +96,7 @@ class PretrainConfig(Config):
         check_int("remember", self.remember, 0, 100_000)
         check_int("data_seed", self.data_seed, 0, 2**32 - 1)
         check_int("seed", self.seed, 0, 2**32 - 1)
+        check_choice("arch", self.arch, ARCHS)
 
 
 @dataclasses.dataclass
@@ -119,8 +124,13 @@ class PretrainResult:
 
 
 def build_model(config: PretrainConfig, seed: int | None = None) -> ConvNet:
-    """The untrained ConvNet of ``config`` (weights drawn from ``seed``, default config.seed)."""
+    """The untrained model of ``config`` (weights drawn from ``seed``, default config.seed):
+    paper A's ConvNet, or the small ResNet of :mod:`cldyn_lib.resnet` (``arch="resnet"``)."""
     gen = torch.Generator().manual_seed(config.seed if seed is None else seed)
+    if config.arch == "resnet":
+        from .resnet import ResNet
+
+        return ResNet(config.channels, config.n_outputs, generator=gen)
     return ConvNet(config.channels, config.n_outputs, generator=gen)
 
 

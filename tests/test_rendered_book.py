@@ -39,6 +39,11 @@ EXTRA = {
     "book/beyond_language": {"min_sliders": 4, "figures": ["fig-vision-ci", "fig-vision-laptop"]},
     "book/zapping_transfer": {"min_sliders": 3, "figures": ["fig-zap-transfer"]},
     "book/zap_divergence": {"min_sliders": 2, "figures": ["fig-div-cos-laptop", "fig-div-shock"]},
+    "book/optimizers_sequential": {"min_sliders": 3, "figures": ["fig-opt-heatmaps", "fig-opt-lr"]},
+    "book/why_adam": {
+        "min_sliders": 5,
+        "figures": ["fig-why-variants", "fig-why-boundary", "fig-why-memory", "fig-why-robust"],
+    },
 }
 
 

@@ -195,3 +195,39 @@ def test_pretraining_interrupted_resumes_bitwise(mode, tmp_path, monkeypatch):
     assert res.losses.tobytes() == ref.losses.tobytes()
     for k, v in ref.model.state_dict().items():
         assert torch.equal(v, res.model.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "fisher"])
+def test_multi_epoch_transfer_with_callbacks_resumes_bitwise(optimizer, tmp_path):
+    """Paper A's sequential-learning options (several epochs, the hand-written Fisher step,
+    an on_start/on_step callback) survive an interruption mid-run like the defaults do."""
+    data, net = worker.transfer_data()
+    cfg = transfer.TransferConfig(
+        **{**worker.TRANSFER, "optimizer": optimizer, "lr": 1e-3, "epochs": 3}
+    )
+    steps: list[int] = []
+
+    def on_start(state):
+        return lambda s, loss: steps.append(s.step)
+
+    full = transfer.run_transfer(cfg, net, data, on_start=on_start)
+    assert steps == list(range(1, len(full.train_loss) + 1))  # on_step after every step
+
+    class Stop(Exception):
+        pass
+
+    def stop_midway(state):
+        def on_step(s, loss):
+            if s.step == len(s.order) // 2 + 1:
+                raise Stop
+
+        return on_step
+
+    with pytest.raises(Stop):
+        transfer.run_transfer(cfg, net, data, on_start=stop_midway, checkpoint_dir=tmp_path)
+    blob = torch.load(checkpoint.path_for(tmp_path, "transfer", cfg), weights_only=True)
+    assert 0 < blob["step"] < len(full.train_loss)  # a mid-run checkpoint exists
+    resumed = transfer.run_transfer(cfg, net, data, checkpoint_dir=tmp_path)
+    assert resumed.loss.tobytes() == full.loss.tobytes()
+    assert resumed.acc.tobytes() == full.acc.tobytes()
+    assert resumed.train_loss.tobytes() == full.train_loss.tobytes()
