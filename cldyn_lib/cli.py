@@ -3,13 +3,13 @@
 ::
 
     python -m cldyn_lib list
-    python -m cldyn_lib run cyclic --scale ci --seed 3 --out run.npz
+    python -m cldyn_lib run cyclic --preset ci --seed 3 --out run.npz
     python -m cldyn_lib run cyclic --help            # every field, its type, default and doc
-    python -m cldyn_lib sweep cyclic --scale ci --vary seed=0:8 --executor submitit-local \\
+    python -m cldyn_lib sweep cyclic --preset ci --vary seed=0:8 --executor submitit-local \\
         --out data/results/sweep-cli-cyclic-seeds.npz
 
 Options are generated from the experiment's config dataclass: one ``--field`` per field,
-documented with the field's ``#:`` comment, its type and its default at the chosen scale.
+documented with the field's ``#:`` comment, its type and its default (the chosen ``--preset`` changes some).
 Values are validated by the config itself (a bad value exits with the config's message
 before any compute). ``run`` writes one result file (``cldyn_lib.results``); ``sweep``
 writes one packed file (:func:`cldyn_lib.launch.load_sweep` reads it back). Taught in the
@@ -30,12 +30,24 @@ from pathlib import Path
 from . import launch
 from .config import SCALES, ConfigError
 
+#: docs of fields whose class has no ``#:`` comment for them (shared names)
+FALLBACK_DOCS = {
+    "seed": "random seed of the run (same seed -> same numbers on a CPU)",
+    "device": '"auto" (CUDA when present), "cpu" or "cuda"',
+    "depth": "0 = the model's; number of transformer blocks (random and stand-in weights)",
+    "heads": "0 = the model's; attention heads (random and stand-in weights)",
+    "mlp_width": "0 = 4 x width; MLP hidden width (random and stand-in weights)",
+    "optimizer": '"adam" or "sgd"',
+    "n_seeds": "seeds 0..n-1 of every run",
+    "order": '"fixed" (the paper) or "shuffled" (a new order every epoch: the null control)',
+}
+
 _FIELD_DOC = re.compile(r"^\s+(\w+)\s*:\s*[^=]+?=.*#:\s*(.+)$")
 
 
 def field_docs(cls) -> dict[str, str]:
     """``{field: doc}`` from the ``#:`` comments in the class bodies of ``cls`` and its bases."""
-    docs: dict[str, str] = {}
+    docs: dict[str, str] = {f.name: FALLBACK_DOCS[f.name] for f in dataclasses.fields(cls) if f.name in FALLBACK_DOCS}  # fmt: skip
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
             continue
@@ -91,7 +103,9 @@ def _fields(cls):
 
 def _add_field_options(parser: argparse.ArgumentParser, cls) -> None:
     docs = field_docs(cls)
-    group = parser.add_argument_group(f"{cls.__name__} fields (defaults: the chosen --scale)")
+    group = parser.add_argument_group(
+        f"{cls.__name__} fields (the --preset overrides some defaults)"
+    )
     for f in _fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else "required"
         group.add_argument(
@@ -156,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
         for name, exp in exps.items():
             q = psub.add_parser(name, help=exp.doc, description=f"{exp.doc} ({exp.config_class.__name__}).")  # fmt: skip
             q.add_argument(
-                "--scale", default="ci", choices=SCALES, help="preset the fields start from"
+                "--preset",
+                default="ci",
+                choices=SCALES,
+                help="the scale preset the fields start from",
             )
             q.add_argument("--out", default="", help="result file (.npz); default under data/results/cli/")  # fmt: skip
             if command == "sweep":
@@ -190,14 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     values = {k[len("field_") :]: v for k, v in vars(args).items() if k.startswith("field_")}
     try:
         if args.command == "run":
-            cfg = config_from_args(exp.config_class, args.scale, values)
-            out = Path(args.out) if args.out else _default_out("run", exp.name, args.scale, cfg.key())  # fmt: skip
+            cfg = config_from_args(exp.config_class, args.preset, values)
+            out = Path(args.out) if args.out else _default_out("run", exp.name, args.preset, cfg.key())  # fmt: skip
             out.parent.mkdir(parents=True, exist_ok=True)
-            launch.run_job(exp.name, cfg.to_dict(), str(out), args.scale)
+            launch.run_job(exp.name, cfg.to_dict(), str(out), args.preset)
             print(out)
             return 0
         grid = parse_vary(args.vary, exp.config_class)
-        configs = [config_from_args(exp.config_class, args.scale, {**values, **g}) for g in grid]
+        configs = [config_from_args(exp.config_class, args.preset, {**values, **g}) for g in grid]
         extra = {k: v for k, v in (_kv(s) for s in args.slurm)}
         if args.executor == "local":
             executor = launch.make_executor("local", max_workers=args.max_workers or None)
@@ -210,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         import hashlib
 
         key = hashlib.sha256("".join(c.key() for c in configs).encode()).hexdigest()[:12]
-        out = Path(args.out) if args.out else _default_out("sweep", exp.name, args.scale, key)
+        out = Path(args.out) if args.out else _default_out("sweep", exp.name, args.preset, key)
         out.parent.mkdir(parents=True, exist_ok=True)
         print(f"{len(configs)} configs of {exp.name} on {args.executor} -> {out}", file=sys.stderr)
-        launch.run_sweep(exp.name, configs, out, executor, scale=args.scale)
+        launch.run_sweep(exp.name, configs, out, executor, scale=args.preset)
         if hasattr(executor, "shutdown"):
             executor.shutdown()
         print(out)

@@ -244,7 +244,6 @@ def run_sweep(
     ``jobs_dir`` (default: ``<path without .npz>.jobs/``), which a cluster's jobs must be
     able to write (a shared file system).
     """
-    from .results import provenance, save_result
 
     exp = get(experiment)
     configs = list(configs)
