@@ -386,17 +386,28 @@ def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def run_cyclic_vmapped(
-    configs: Sequence, *, options: VmapOptions | None = None, progress: bool = False
+    configs: Sequence,
+    *,
+    options: VmapOptions | None = None,
+    progress: bool = False,
+    method: str = "batched",
 ) -> list:
     """K cyclic runs (:func:`cldyn_lib.cyclic.run_cyclic`) as one batched GPT-NeoX.
 
     ``configs`` may differ in ``seed`` and ``lr``; each run keeps its own documents,
     vocabulary, order, initialisation, window shifts, token masks and Adam state. Returns K
     :class:`~cldyn_lib.cyclic.CyclicResult` equal to the separate runs to float tolerance.
+
+    ``method="vmap"``: ``torch.func.vmap(grad_and_value(...))`` over ``functional_call`` of
+    transformers' GPT-NeoX (eager attention on a CPU); ``"batched"`` (default, faster on a
+    CPU): the same stacked weights in :func:`cldyn_lib.neox_batched.logits` (one batched
+    matmul per layer for all K runs) and ordinary autograd.
     """
     from tqdm.auto import tqdm
 
-    from . import cyclic, lm
+    from . import cyclic, lm, neox_batched
+
+    check_choice("method", method, ("vmap", "batched"))
 
     configs = list(configs)
     _same_except(configs, ("seed", "lr"))
@@ -444,6 +455,25 @@ def run_cyclic_vmapped(
 
     step_grad = _maybe_compile(vmap(grad_and_value(train_loss)), applied)
     eval_fn = vmap(doc_losses)
+    if method == "batched":
+        ref = states[0].model  # config and rotary embedding only
+
+        def eval_fn(p, f, b, mask, inputs, ids, n):
+            with _autocast(device, options.bf16):
+                lg = neox_batched.logits({**p, **f}, inputs, ref)  # (K, B, C, V)
+            lg = lg + mask[:, None, None, :]
+            per = lm.document_losses(lg.flatten(0, 1), ids.flatten(0, 1), n.flatten())
+            return per.view(ids.shape[:2])
+
+        def batched_step(p, f, b, mask, inputs, ids, n):
+            leaves = {k: t.requires_grad_() for k, t in p.items()}
+            per_run = eval_fn(leaves, f, b, mask, inputs, ids, n)[:, 0]
+            grads = torch.autograd.grad(per_run.sum(), list(leaves.values()))
+            for t in leaves.values():
+                t.requires_grad_(False)
+            return dict(zip(leaves, grads)), per_run.detach()
+
+        step_grad = _maybe_compile(batched_step, applied)
     chunk = cyclic.eval_chunk(states[0])
 
     @torch.no_grad()
@@ -509,7 +539,9 @@ def run_cyclic_vmapped(
             for name, p in s.model.named_parameters():
                 p.copy_(stacked[name][k][: p.shape[0]] if name in vocab_params else stacked[name][k])  # fmt: skip
         res = cyclic._result(s, dict(clock))
-        res.provenance["vmap"] = {"K": K, "index": k, "vocab_padded_to": V, "options": applied}
+        res.provenance["vmap"] = {
+            "K": K, "index": k, "vocab_padded_to": V, "options": applied, "method": method,
+        }  # fmt: skip
         out.append(res)
     return out
 

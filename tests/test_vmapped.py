@@ -145,12 +145,13 @@ def _tiny(**overrides) -> CyclicConfig:
     ],
     ids=["sgd", "adam-reset", "adam-kept-shuffled", "sgd-shift-mask-frozen"],
 )
-def test_cyclic_vmapped_equals_separate_runs(overrides):
+@pytest.mark.parametrize("method", ["batched", "vmap"])
+def test_cyclic_vmapped_equals_separate_runs(overrides, method):
     need_mirror("cnn_dailymail", "articles_permissive.jsonl")
     lrs = [overrides.pop("lr", 1e-3), 2 * overrides.get("lr", 1e-3)]
     cfgs = [_tiny(seed=s, lr=lr, **overrides) for s, lr in zip((0, 1, 2), lrs + [lrs[0]])]
     separate = [run_cyclic(c, progress=False) for c in cfgs]
-    together = vmapped.run_cyclic_vmapped(cfgs)
+    together = vmapped.run_cyclic_vmapped(cfgs, method=method)
     sizes = {r.provenance["run"]["vocab_size"] for r in separate}
     assert len(sizes) > 1  # the seeds' vocabularies differ: the padding is exercised
     for a, b in zip(separate, together):
@@ -158,10 +159,26 @@ def test_cyclic_vmapped_equals_separate_runs(overrides):
         np.testing.assert_array_equal(b.schedule, a.schedule)
         np.testing.assert_allclose(b.losses, a.losses, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(b.train_losses, a.train_losses, rtol=1e-4, atol=1e-4)
-        assert b.provenance["vmap"]["K"] == 3
+        assert b.provenance["vmap"]["K"] == 3 and b.provenance["vmap"]["method"] == method
     assert not np.allclose(together[0].losses, together[1].losses)
 
 
 def test_cyclic_vmapped_rejects_configs_that_change_shapes():
     with pytest.raises(ConfigError, match="field width differs"):
         vmapped.run_cyclic_vmapped([_tiny(), _tiny(width=32)])
+
+
+def test_batched_neox_logits_equal_transformers_for_every_run():
+    from cldyn_lib import lm, neox_batched
+
+    a = lm.Arch(32, 2, 4, 64, 50)
+    models = [lm.build_random(a, seed=s) for s in range(3)]
+    names = [n for n, _ in models[0].named_parameters()]
+    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n in names}  # fmt: skip
+    ids = torch.randint(0, 50, (3, 2, 12), generator=torch.Generator().manual_seed(0))
+    out = neox_batched.logits(params, ids, models[0])
+    for k, m in enumerate(models):
+        with torch.no_grad():
+            ref = m(input_ids=ids[k]).logits
+        torch.testing.assert_close(out[k], ref, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(out[0], out[1])
