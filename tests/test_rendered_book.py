@@ -34,6 +34,7 @@ EXTRA = {
     "book/lm_factors": {"min_sliders": 8, "figures": ["fig-lm-fig5", "fig-lm-summary"]},
     "book/zapping_transfer": {"min_sliders": 3, "figures": ["fig-zap-transfer"]},
     "book/zap_divergence": {"min_sliders": 2, "figures": ["fig-div-cos-laptop", "fig-div-shock"]},
+    "book/running_sweeps": {"min_sliders": 2, "figures": ["fig-sweeps-band"]},
 }
 
 
