@@ -133,7 +133,9 @@ def two_processes(args, seeds, mode: str) -> float:
         cmd = [sys.executable, __file__, "--engine", args.engine, "--scale", args.scale,
                "--train", args.train, "--method", args.method, "--worker-mode", mode,
                "--worker-seeds", ",".join(map(str, h))]  # fmt: skip
-        procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))  # fmt: skip
+        procs.append(
+            subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        )
     for p in procs:
         while p.stdout.readline().strip() != "ready":
             pass
@@ -177,9 +179,15 @@ def main() -> None:
         eng.batched([98, 99])
         flops = eng.flops_one_run()
         one = timed(eng.separate, [0])
-        label = f"{name} ({args.scale}" + (f", train={args.train}" if name == "convnet" else "") + f", {args.method})"  # fmt: skip
+        label = (
+            f"{name} ({args.scale}"
+            + (f", train={args.train}" if name == "convnet" else "")
+            + f", {args.method})"
+        )
         print(f"\n{label}: one run {one:.2f} s, {flops / 1e9:.2f} GFLOP per run")
-        print(" K | separate |  batched | speed-up | batched/one | 2 procs | speed-up | 2 procs batched | batched GFLOP/s (% of matmul)")  # fmt: skip
+        print(
+            " K | separate |  batched | speed-up | batched/one | 2 procs | speed-up | 2 procs batched | batched GFLOP/s (% of matmul)"
+        )
         for K in args.ks:
             seeds = list(range(K))
             sep = one if K == 1 else timed(eng.separate, seeds)

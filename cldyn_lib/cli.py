@@ -9,7 +9,8 @@
         --out data/results/sweep-cli-cyclic-seeds.npz
 
 Options are generated from the experiment's config dataclass: one ``--field`` per field,
-documented with the field's ``#:`` comment, its type and its default (the chosen ``--preset`` changes some).
+documented with the field's ``#:`` comment, its type and its default (the chosen
+``--preset`` changes some).
 Values are validated by the config itself (a bad value exits with the config's message
 before any compute). ``run`` writes one result file (``cldyn_lib.results``); ``sweep``
 writes one packed file (:func:`cldyn_lib.launch.load_sweep` reads it back). Taught in the
@@ -47,7 +48,9 @@ _FIELD_DOC = re.compile(r"^\s+(\w+)\s*:\s*[^=]+?=.*#:\s*(.+)$")
 
 def field_docs(cls) -> dict[str, str]:
     """``{field: doc}`` from the ``#:`` comments in the class bodies of ``cls`` and its bases."""
-    docs: dict[str, str] = {f.name: FALLBACK_DOCS[f.name] for f in dataclasses.fields(cls) if f.name in FALLBACK_DOCS}  # fmt: skip
+    docs: dict[str, str] = {
+        f.name: FALLBACK_DOCS[f.name] for f in dataclasses.fields(cls) if f.name in FALLBACK_DOCS
+    }
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
             continue
@@ -168,24 +171,48 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=help_text)
         psub = p.add_subparsers(dest="experiment", required=True)
         for name, exp in exps.items():
-            q = psub.add_parser(name, help=exp.doc, description=f"{exp.doc} ({exp.config_class.__name__}).")  # fmt: skip
+            q = psub.add_parser(
+                name, help=exp.doc, description=f"{exp.doc} ({exp.config_class.__name__})."
+            )
             q.add_argument(
                 "--preset",
                 default="ci",
                 choices=SCALES,
                 help="the scale preset the fields start from",
             )
-            q.add_argument("--out", default="", help="result file (.npz); default under data/results/cli/")  # fmt: skip
+            q.add_argument(
+                "--out", default="", help="result file (.npz); default under data/results/cli/"
+            )
             if command == "sweep":
-                q.add_argument("--vary", action="append", default=[], metavar="FIELD=VALUES",
-                               help="values of one field (a:b = integer range; repeat for a grid)")  # fmt: skip
-                q.add_argument("--executor", default="local", choices=launch.EXECUTORS,
-                               help="where the jobs run (submitit-local: submitit's local executor)")  # fmt: skip
-                q.add_argument("--max-workers", type=int, default=0, help="local: processes (0 = cores)")  # fmt: skip
-                q.add_argument("--folder", default="", help="submitit: folder for logs and job files")  # fmt: skip
-                q.add_argument("--timeout-min", type=int, default=60, help="submitit/slurm: job time limit")  # fmt: skip
-                q.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
-                               help="submitit/slurm parameter, e.g. slurm_partition=gpu, gpus_per_node=1")  # fmt: skip
+                q.add_argument(
+                    "--vary",
+                    action="append",
+                    default=[],
+                    metavar="FIELD=VALUES",
+                    help="values of one field (a:b = integer range; repeat for a grid)",
+                )
+                q.add_argument(
+                    "--executor",
+                    default="local",
+                    choices=launch.EXECUTORS,
+                    help="where the jobs run (submitit-local: submitit's local executor)",
+                )
+                q.add_argument(
+                    "--max-workers", type=int, default=0, help="local: processes (0 = cores)"
+                )
+                q.add_argument(
+                    "--folder", default="", help="submitit: folder for logs and job files"
+                )
+                q.add_argument(
+                    "--timeout-min", type=int, default=60, help="submitit/slurm: job time limit"
+                )
+                q.add_argument(
+                    "--slurm",
+                    action="append",
+                    default=[],
+                    metavar="KEY=VALUE",
+                    help="submitit/slurm parameter, e.g. slurm_partition=gpu, gpus_per_node=1",
+                )
             _add_field_options(q, exp.config_class)
     return parser
 
@@ -208,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             cfg = config_from_args(exp.config_class, args.preset, values)
-            out = Path(args.out) if args.out else _default_out("run", exp.name, args.preset, cfg.key())  # fmt: skip
+            out = (
+                Path(args.out)
+                if args.out
+                else _default_out("run", exp.name, args.preset, cfg.key())
+            )
             out.parent.mkdir(parents=True, exist_ok=True)
             launch.run_job(exp.name, cfg.to_dict(), str(out), args.preset)
             print(out)

@@ -50,7 +50,10 @@ def _cyclic(cfg) -> dict:
     from .sweeps import summarise
 
     res = run_cyclic(cfg, progress=False)
-    out = {**res.to_arrays(), **{f"summary_{k}": v for k, v in summarise(res.losses, res.schedule).items()}}  # fmt: skip
+    out = {
+        **res.to_arrays(),
+        **{f"summary_{k}": v for k, v in summarise(res.losses, res.schedule).items()},
+    }
     out["seconds"] = np.array(res.provenance["run"]["total_s"])
     return out
 
@@ -59,7 +62,7 @@ def _transfer(cfg) -> dict:
     from .pretrain import PretrainConfig, load_or_pretrain
     from .transfer import run_transfer
 
-    pcfg = PretrainConfig.preset(cfg.pretrain_scale, mode=cfg.pretrain_mode, seed=cfg.pretrain_seed)  # fmt: skip
+    pcfg = PretrainConfig.preset(cfg.pretrain_scale, mode=cfg.pretrain_mode, seed=cfg.pretrain_seed)
     model = load_or_pretrain(pcfg).model
     res = run_transfer(cfg.transfer(), model)
     return {
@@ -256,7 +259,11 @@ def run_sweep(
     jobs_dir = Path(jobs_dir) if jobs_dir else path.with_suffix(".jobs")
     jobs_dir.mkdir(parents=True, exist_ok=True)
     own = executor is None
-    executor = make_executor("local", max_workers=min(len(configs), os.cpu_count() or 1)) if own else executor  # fmt: skip
+    executor = (
+        make_executor("local", max_workers=min(len(configs), os.cpu_count() or 1))
+        if own
+        else executor
+    )
     try:
         futures = [
             executor.submit(

@@ -51,7 +51,7 @@ def logits(params: dict[str, torch.Tensor], ids: torch.Tensor, model) -> torch.T
     for i in range(cfg.num_hidden_layers):
         p = lambda name: params[f"gpt_neox.layers.{i}.{name}"]  # noqa: E731
         x = _layer_norm(h, p("input_layernorm.weight"), p("input_layernorm.bias"), eps)
-        qkv = _linear(x, p("attention.query_key_value.weight"), p("attention.query_key_value.bias"))  # fmt: skip
+        qkv = _linear(x, p("attention.query_key_value.weight"), p("attention.query_key_value.bias"))
         qkv = qkv.view(K * B, C, H, 3 * hd).transpose(1, 2)
         q, k, v = qkv.chunk(3, dim=-1)
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
@@ -67,7 +67,9 @@ def logits(params: dict[str, torch.Tensor], ids: torch.Tensor, model) -> torch.T
         else:
             a = attn + h
             h = _mlp(_layer_norm(a, p(ln2[0]), p(ln2[1]), eps), p, act) + a
-    h = _layer_norm(h, params["gpt_neox.final_layer_norm.weight"], params["gpt_neox.final_layer_norm.bias"], eps)  # fmt: skip
+    h = _layer_norm(
+        h, params["gpt_neox.final_layer_norm.weight"], params["gpt_neox.final_layer_norm.bias"], eps
+    )
     head = [n for n in params if n not in _body_names(params)][0]
     out = _linear(h, params[head], None)
     return out.view(K, B, C, -1)

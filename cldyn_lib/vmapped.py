@@ -421,7 +421,11 @@ def run_cyclic_vmapped(
     sizes = [s.vocab.size for s in states]
     V = max(sizes)
     vocab_params = {"gpt_neox.embed_in.weight"}
-    head_name = [n for n, p in states[0].model.named_parameters() if p is lm.output_head(states[0].model).weight][0]  # fmt: skip
+    head_name = [
+        n
+        for n, p in states[0].model.named_parameters()
+        if p is lm.output_head(states[0].model).weight
+    ][0]
     vocab_params.add(head_name)
     trainable = {n for n, p in states[0].model.named_parameters() if p.requires_grad}
     stacked = {}
@@ -430,7 +434,10 @@ def run_cyclic_vmapped(
         if name in vocab_params:
             ts = [_pad_rows(t, V) for t in ts]
         stacked[name] = torch.stack(ts)
-    buffers = {n: torch.stack([dict(s.model.named_buffers())[n] for s in states]) for n, _ in states[0].model.named_buffers()}  # fmt: skip
+    buffers = {
+        n: torch.stack([dict(s.model.named_buffers())[n] for s in states])
+        for n, _ in states[0].model.named_buffers()
+    }
     params = {n: t for n, t in stacked.items() if n in trainable}
     frozen = {n: t for n, t in stacked.items() if n not in trainable}
     base_cfg = copy.deepcopy(states[0].model.config)
@@ -537,7 +544,9 @@ def run_cyclic_vmapped(
         s.episode = E * T
         with torch.no_grad():  # the run's final weights back into its own model
             for name, p in s.model.named_parameters():
-                p.copy_(stacked[name][k][: p.shape[0]] if name in vocab_params else stacked[name][k])  # fmt: skip
+                p.copy_(
+                    stacked[name][k][: p.shape[0]] if name in vocab_params else stacked[name][k]
+                )
         res = cyclic._result(s, dict(clock))
         res.provenance["vmap"] = {
             "K": K, "index": k, "vocab_padded_to": V, "options": applied, "method": method,

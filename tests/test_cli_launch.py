@@ -67,7 +67,9 @@ def test_sweep_on_an_executor_packs_results_that_load_back(tmp_path, executor):
     if executor == "submitit-local":
         pytest.importorskip("submitit")
     cfgs = [ToyConfig.preset("ci", seed=s, epochs=3) for s in (0, 1, 2)]
-    ex = launch.make_executor(executor, tmp_path / "logs", **({"max_workers": 2} if executor == "local" else {}))  # fmt: skip
+    ex = launch.make_executor(
+        executor, tmp_path / "logs", **({"max_workers": 2} if executor == "local" else {})
+    )
     path = launch.run_sweep("toy", cfgs, tmp_path / "sweep.npz", ex, scale="ci")
     if hasattr(ex, "shutdown"):
         ex.shutdown()

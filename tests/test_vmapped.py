@@ -174,7 +174,9 @@ def test_batched_neox_logits_equal_transformers_for_every_run():
     a = lm.Arch(32, 2, 4, 64, 50)
     models = [lm.build_random(a, seed=s) for s in range(3)]
     names = [n for n, _ in models[0].named_parameters()]
-    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n in names}  # fmt: skip
+    params = {
+        n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n in names
+    }
     ids = torch.randint(0, 50, (3, 2, 12), generator=torch.Generator().manual_seed(0))
     out = neox_batched.logits(params, ids, models[0])
     for k, m in enumerate(models):
