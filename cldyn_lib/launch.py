@@ -1,6 +1,6 @@
 """Sweeps beyond one process: a list of configs, any executor with ``submit()``, one result file.
 
-An *experiment* is a name in :data:`EXPERIMENTS` (``cyclic``, ``transfer``, ``shock``,
+An *experiment* is a name in :func:`experiments` (``cyclic``, ``transfer``, ``shock``,
 ``divergence``, ``toy``): a config class (a :class:`~cldyn_lib.config.Config`) and a function
 ``config -> {name: array}``. :func:`run_sweep` sends one job per config to an executor:
 
@@ -209,7 +209,7 @@ def make_executor(kind: str = "local", folder: str | os.PathLike = "", **kwargs)
     if kind == "local":
         import multiprocessing
 
-        workers = kwargs.pop("max_workers", None) or max(1, (os.cpu_count() or 2) // 1)
+        workers = kwargs.pop("max_workers", None) or os.cpu_count() or 2
         ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
         return concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx)
     if kind == "ray":
