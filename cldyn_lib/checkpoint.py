@@ -8,10 +8,9 @@ the same loss matrix as a run that was never interrupted (on a CPU)::
     res = cl.run_cyclic(cfg, checkpoint_dir="runs/")          # dies at epoch 4 of 5 ...
     res = cl.run_cyclic(cfg, checkpoint_dir="runs/")          # ... resumes at epoch 4
 
-In Colab, mount Google Drive first and give a folder on it
-(``from google.colab import drive; drive.mount("/content/drive")``, then
-``checkpoint_dir="/content/drive/MyDrive/cldyn-runs"``) so that the checkpoints outlive the
-virtual machine.
+In Colab, mount Google Drive first (``from google.colab import drive; drive.mount(...)``
+with Colab's usual mount point) and give a folder on it, e.g. ``MyDrive/cldyn-runs`` under
+that mount point, as ``checkpoint_dir``, so that the checkpoints outlive the virtual machine.
 
 A checkpoint holds the model, the optimizer, every random generator the run uses (its own
 NumPy and torch generators, and the global Python, NumPy, torch and CUDA states), the data

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .config import Config, ConfigError, check_choice, check_float, check_int
 from .convnet import ConvNet
+from .fetch import write_atomic
 from .omniglot import N_CLASSES, OmniglotTensors
 from .zapping import INITS, zap
 
@@ -342,18 +340,6 @@ def load_or_pretrain(
         "losses": torch.from_numpy(res.losses),
         "provenance": json.dumps(res.provenance, sort_keys=True, default=str),
     }
-    _save_atomic(path, lambda f: torch.save(blob, f))
+    write_atomic(path, lambda f: torch.save(blob, f))
     res.path = path
     return res
-
-
-def _save_atomic(path: Path, write: Callable) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
