@@ -579,6 +579,18 @@ def _result(state: CyclicState, clock: dict) -> CyclicResult:
     )
 
 
-def run_seeds(config: CyclicConfig, seeds, progress: bool = False) -> list[CyclicResult]:
-    """The same run for every seed in ``seeds`` (documents, order and init all change)."""
-    return [run_cyclic(config.replace(seed=int(s)), progress=progress) for s in seeds]
+def run_seeds(
+    config: CyclicConfig, seeds, progress: bool = False, batched: bool = False
+) -> list[CyclicResult]:
+    """The same run for every seed in ``seeds`` (documents, order and init all change).
+
+    ``batched=True`` trains the seeds as one batched model
+    (:func:`cldyn_lib.vmapped.run_cyclic_vmapped`, appendix *Many runs at once*): the same
+    results to float tolerance, faster for small models.
+    """
+    configs = [config.replace(seed=int(s)) for s in seeds]
+    if batched and len(configs) > 1:
+        from .vmapped import run_cyclic_vmapped
+
+        return run_cyclic_vmapped(configs, progress=progress)
+    return [run_cyclic(c, progress=progress) for c in configs]

@@ -210,3 +210,18 @@ def test_batched_neox_logits_equal_transformers_for_every_run():
             ref = m(input_ids=ids[k]).logits
         torch.testing.assert_close(out[k], ref, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(out[0], out[1])
+
+
+def test_run_seeds_batched_equals_separate_and_keeps_the_seed_order():
+    from cldyn_lib.cyclic import run_seeds
+
+    need_mirror("cnn_dailymail", "articles_permissive.jsonl")
+
+    cfg = _tiny(optimizer="sgd", lr=0.05, epochs=2)
+    separate = run_seeds(cfg, [2, 0, 1])
+    together = run_seeds(cfg, [2, 0, 1], batched=True)
+    assert [r.config.seed for r in together] == [2, 0, 1]
+    for a, b in zip(separate, together):
+        assert a.doc_ids == b.doc_ids
+        np.testing.assert_allclose(b.losses, a.losses, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(together[0].losses, together[1].losses)  # the seeds differ
