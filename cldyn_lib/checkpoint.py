@@ -138,6 +138,12 @@ def path_for(checkpoint_dir: str | os.PathLike, kind: str, config) -> Path:
     return Path(checkpoint_dir).expanduser() / f"{kind}-{config.key()}.ckpt"
 
 
+def checkpointer(checkpoint_dir, kind: str, config, every: int = 1) -> Checkpointer | None:
+    """The engines' ``checkpoint_dir=`` option: None (no checkpoints) or a
+    :class:`Checkpointer`, whose arguments are checked before any compute."""
+    return None if checkpoint_dir is None else Checkpointer(checkpoint_dir, kind, config, every)
+
+
 class Checkpointer:
     """Where and how often one run saves itself. ``every``: epochs (cyclic) or evaluations
     (transfer) between checkpoints; the final state is always saved."""

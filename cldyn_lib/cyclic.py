@@ -483,9 +483,7 @@ def run_cyclic(
     from . import checkpoint as ck
 
     t0 = time.perf_counter()
-    saver = None
-    if checkpoint_dir is not None:  # bad arguments fail before any compute
-        saver = ck.Checkpointer(checkpoint_dir, "cyclic", config, checkpoint_every)
+    saver = ck.checkpointer(checkpoint_dir, "cyclic", config, checkpoint_every)
     if state is None:
         state = setup(config, device=config.check_resources())  # errors before any compute
         blob = saver.load() if saver is not None else None

@@ -70,24 +70,14 @@ class AdamP(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = None if closure is None else closure()
-        for group in self.param_groups:
+        for group, w, g, state in _with_grads(self, "exp_avg", "exp_avg_sq"):
             b1, b2 = group["betas"]
-            for w in group["params"]:
-                if w.grad is None:
-                    continue
-                g, state = w.grad, self.state[w]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(w)
-                    state["exp_avg_sq"] = torch.zeros_like(w)
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                m_hat = m / (1 - b1**t)
-                v_hat = v / (1 - b2**t)
-                w.sub_(group["lr"] * m_hat / (v_hat.pow(group["power"]) + group["eps"]))
+            t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            m_hat = m / (1 - b1**t)
+            v_hat = v / (1 - b2**t)
+            w.sub_(group["lr"] * m_hat / (v_hat.pow(group["power"]) + group["eps"]))
         return loss
 
 
@@ -102,19 +92,27 @@ class DiagonalFisher(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = None if closure is None else closure()
-        for group in self.param_groups:
-            for w in group["params"]:
-                if w.grad is None:
-                    continue
-                g, state = w.grad, self.state[w]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg_sq"] = torch.zeros_like(w)  # F, named as in Adam
-                state["step"] += 1
-                fisher = state["exp_avg_sq"]
-                fisher.add_((g * g - fisher) / state["step"])
-                w.sub_(group["lr"] * g / (fisher + group["eps"]))
+        for group, w, g, state in _with_grads(self, "exp_avg_sq"):  # F, named as in Adam
+            fisher = state["exp_avg_sq"]
+            fisher.add_((g * g - fisher) / state["step"])
+            w.sub_(group["lr"] * g / (fisher + group["eps"]))
         return loss
+
+
+def _with_grads(optimizer: torch.optim.Optimizer, *slots: str):
+    """``(group, weight, grad, state)`` for every parameter that has a gradient, with
+    ``state["step"]`` already counting this step and a zero tensor per name in ``slots``
+    created on the first one (torch's own state names, so ``state_dict`` reads alike)."""
+    for group in optimizer.param_groups:
+        for w in group["params"]:
+            if w.grad is None:
+                continue
+            state = optimizer.state[w]
+            if not state:
+                state["step"] = 0
+                state.update({name: torch.zeros_like(w) for name in slots})
+            state["step"] += 1
+            yield group, w, w.grad, state
 
 
 def build_optimizer(config, params) -> torch.optim.Optimizer:

@@ -166,9 +166,7 @@ def pretrain(
     """
     from . import checkpoint as ck
 
-    saver = None
-    if checkpoint_dir is not None:
-        saver = ck.Checkpointer(checkpoint_dir, "pretrain", config, checkpoint_every)
+    saver = ck.checkpointer(checkpoint_dir, "pretrain", config, checkpoint_every)
     data = load_data(config) if data is None else data
     if data.n_classes != config.n_classes:
         raise ConfigError(f"data has {data.n_classes} classes; config.n_classes={config.n_classes}")

@@ -296,9 +296,7 @@ def run_transfer(
     from . import checkpoint as ck
 
     check_choice("on_diverge", on_diverge, ("stop", "raise"))
-    saver = None
-    if checkpoint_dir is not None:
-        saver = ck.Checkpointer(checkpoint_dir, "transfer", config, checkpoint_every)
+    saver = ck.checkpointer(checkpoint_dir, "transfer", config, checkpoint_every)
     data = load_data(config) if data is None else data
     if data.n_classes != config.n_classes:
         raise ConfigError(f"data has {data.n_classes} classes; config.n_classes={config.n_classes}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import need_mirror
+from conftest import need_mirror, tiny_cyclic
 
 import cldyn_lib as cl
 from cldyn_lib import cyclic, lm
@@ -19,11 +19,7 @@ def _mirror():
 
 def tiny(**overrides) -> CyclicConfig:
     """A run of well under a second: T=3 documents of 16 tokens, a 1-block model."""
-    fields = dict(
-        n_docs=3, context=16, steps=2, epochs=2, optimizer="adam", lr=1e-3, weights="random",
-        width=16, depth=1, heads=2, vocab="docs", device="cpu",
-    )  # fmt: skip
-    return CyclicConfig(**{**fields, **overrides})
+    return tiny_cyclic(**{"depth": 1, **overrides})
 
 
 # ---------------------------------------------------------------- bad input

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import need_mirror
+from conftest import need_mirror, tiny_cyclic
 
 import cldyn_lib as cl
 from cldyn_lib import cyclic, lm, probes
@@ -16,11 +16,7 @@ from cldyn_lib.probes import ProbeConfig, Probes
 
 
 def tiny(**overrides) -> CyclicConfig:
-    fields = dict(
-        n_docs=4, context=16, steps=2, epochs=2, optimizer="adam", lr=1e-3, weights="random",
-        width=16, depth=2, heads=2, vocab="docs", device="cpu",
-    )  # fmt: skip
-    return CyclicConfig(**{**fields, **overrides})
+    return tiny_cyclic(**{"n_docs": 4, **overrides})
 
 
 # ---------------------------------------------------------------- pure analysis

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import need_mirror
+from conftest import need_mirror, tiny_cyclic
 from test_zapping import fake_omniglot
 
 from cldyn_lib import transfer, vmapped
 from cldyn_lib.config import ConfigError
 from cldyn_lib.convnet import ConvNet
-from cldyn_lib.cyclic import CyclicConfig, run_cyclic
+from cldyn_lib.cyclic import run_cyclic
 from cldyn_lib.transfer import TransferConfig
 from cldyn_lib.vmapped import StackedOptimizer, VmapOptions
 
@@ -153,12 +153,7 @@ def test_gpu_options_are_cuda_only_and_recorded(convnet_and_data):
 # ---------------------------------------------------------------- paper B: cyclic LM
 
 
-def _tiny(**overrides) -> CyclicConfig:
-    fields = dict(
-        n_docs=3, context=16, steps=2, epochs=2, optimizer="adam", lr=1e-3, weights="random",
-        width=16, depth=2, heads=2, vocab="docs", device="cpu",
-    )  # fmt: skip
-    return CyclicConfig(**{**fields, **overrides})
+_tiny = tiny_cyclic
 
 
 @pytest.mark.parametrize(
