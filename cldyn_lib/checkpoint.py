@@ -1,4 +1,4 @@
-"""Runs that survive: checkpoints, resume, divergence, determinism, estimates.
+"""Runs that survive: a generic checkpoint store, random states, divergence, determinism.
 
 A long run (a sweep in Colab, which disconnects; an hour of pre-training on a laptop) saves
 its whole state every ``every`` epochs to ``checkpoint_dir``; run it again with the same
@@ -23,10 +23,11 @@ no pickled objects. A checkpoint records the config's key and whether the run wa
 diverged or still in progress, so a partial state is never mistaken for a result.
 
 Also here: :class:`DivergedError` (a NaN/inf loss stops a run; the exception names the step
-and carries the partial result), :func:`deterministic` (CUDA's deterministic algorithms) and
-:func:`estimate_cyclic` (time and memory before a long run). The engines
-(:func:`cldyn_lib.cyclic.run_cyclic`, :func:`cldyn_lib.transfer.run_transfer`,
-:func:`cldyn_lib.pretrain.pretrain`) own their state; this module only packs and unpacks it.
+and carries the partial result) and :func:`deterministic` (CUDA's deterministic algorithms).
+This module knows no engine: each engine (:mod:`cldyn_lib.cyclic.resume`,
+:mod:`cldyn_lib.sequential.transfer_engine`, :mod:`cldyn_lib.sequential.pretrain`) packs its
+own state into a payload of tensors and primitives and restores it; the store here writes,
+reads and checks it, and captures the global random states.
 Taught in the book's introduction (*Runs that survive*).
 """
 
@@ -45,6 +46,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, check_int
+from .files import write_atomic
 
 FORMAT = 1  #: bumped when the layout of a checkpoint changes
 STATUSES = ("running", "finished", "diverged")
@@ -68,11 +70,13 @@ class DivergedError(FloatingPointError):
 # ---------------------------------------------------------------- random states
 
 
-def _np_generator_state(rng: np.random.Generator) -> str:
+def np_generator_state(rng: np.random.Generator) -> str:
+    """A NumPy generator's state as JSON text (for a checkpoint payload)."""
     return json.dumps(rng.bit_generator.state)  # 128-bit integers survive JSON, not tensors
 
 
-def _set_np_generator_state(rng: np.random.Generator, text: str) -> None:
+def set_np_generator_state(rng: np.random.Generator, text: str) -> None:
+    """Restore a generator from :func:`np_generator_state`'s text."""
     rng.bit_generator.state = json.loads(text)
 
 
@@ -110,8 +114,6 @@ def _write_file(f, data: bytes) -> None:
 
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> int:
     """Write ``payload`` (tensors and primitives) atomically to ``path``; returns its bytes."""
-    from .fetch import write_atomic
-
     buf = io.BytesIO()
     torch.save({"format": FORMAT, **payload}, buf)
     data = buf.getvalue()
@@ -224,206 +226,3 @@ def deterministic(enabled: bool = True):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:3]
         if before[3] is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-
-
-# ---------------------------------------------------------------- estimates
-
-#: sustained fp32 training throughput assumed for estimates (FLOP/s); deliberately modest
-THROUGHPUT = {"cpu": 2e10, "cuda": 2e13}
-
-
-def estimate_cyclic(state) -> dict[str, float]:
-    """Rough time and memory of a cyclic run, from its flops and its tensors.
-
-    Memory: weights, gradients and two Adam moments in fp32 (4 x 4 bytes per parameter),
-    the largest evaluation logits (documents per forward x C x vocabulary x 4 bytes, twice
-    for the log-softmax) and the loss buffers. Time: training and evaluation flops over
-    :data:`THROUGHPUT`. Both are estimates, good to a factor of a few.
-    """
-    from . import lm
-    from .cyclic import eval_chunk
-
-    cfg, a = state.config, state.model.config
-    arch = lm.Arch(
-        a.hidden_size,
-        a.num_hidden_layers,
-        a.num_attention_heads,
-        a.intermediate_size,
-        state.vocab.size,
-    )
-    seq = arch.flops_per_token(cfg.context) * cfg.context
-    E, T, M = cfg.epochs, cfg.n_docs, cfg.steps
-    flops = 3 * seq * E * T * M + seq * (E * T + 1) * T
-    n_params = sum(p.numel() for p in state.model.parameters())
-    logits = 2 * eval_chunk(state) * cfg.context * state.vocab.size * 4
-    memory = 16 * n_params + logits + 4 * (E * T + 1) * T + 4 * E * T * M
-    seconds = flops / THROUGHPUT["cuda" if state.device == "cuda" else "cpu"]
-    return {"flops": float(flops), "seconds": float(seconds), "memory_bytes": float(memory)}
-
-
-def describe_estimate(est: dict[str, float]) -> str:
-    minutes = est["seconds"] / 60
-    when = f"{minutes:.0f} min" if minutes >= 1 else f"{est['seconds']:.0f} s"
-    return (
-        f"estimated: {est['flops']:.2g} FLOP, about {when} and "
-        f"{est['memory_bytes'] / 2**30:.2f} GiB (rough; see cldyn_lib.checkpoint)"
-    )
-
-
-# ---------------------------------------------------------------- paper B's cyclic engine
-
-
-def cyclic_payload(state) -> dict[str, Any]:
-    """Everything :func:`cldyn_lib.cyclic.run_cyclic` needs to continue ``state``."""
-    return {
-        "episode": int(state.episode),
-        "model": state.model.state_dict(),
-        "optimizer": None if state.optimizer is None else state.optimizer.state_dict(),
-        "shift_rng": _np_generator_state(state.shift_rng),
-        "mask_gen": state.mask_gen.get_state(),
-        "schedule": torch.from_numpy(np.asarray(state.schedule, dtype=np.int64)),
-        "doc_ids": [str(d) for d in state.docs.ids],
-        "losses": state.losses.detach().cpu(),
-        "train_losses": state.train_losses.detach().cpu(),
-        "host_losses": torch.from_numpy(state.host_losses.copy()),
-    }
-
-
-def restore_cyclic(state, blob: dict[str, Any]) -> None:
-    """Put a checkpoint's state into a fresh ``setup(config)`` state (same config)."""
-    from .cyclic import make_optimizer
-
-    if not np.array_equal(blob["schedule"].numpy(), state.schedule):
-        raise CheckpointError("the checkpoint's document order differs from this config's")
-    if list(blob["doc_ids"]) != [str(d) for d in state.docs.ids]:
-        raise CheckpointError("the checkpoint's documents differ from this config's")
-    state.model.load_state_dict(blob["model"])
-    if blob["optimizer"] is not None:
-        state.optimizer = make_optimizer(state)
-        state.optimizer.load_state_dict(blob["optimizer"])
-    _set_np_generator_state(state.shift_rng, blob["shift_rng"])
-    state.mask_gen.set_state(blob["mask_gen"])
-    state.losses.copy_(blob["losses"])
-    state.train_losses.copy_(blob["train_losses"])
-    state.host_losses[...] = blob["host_losses"].numpy()
-    state.episode = int(blob["episode"])
-    set_global_rng_states(blob["rng"])
-
-
-def cyclic_divergence(state, epoch: int) -> dict[str, int] | None:
-    """The first non-finite training or evaluation loss of ``epoch`` (None if all finite).
-
-    Called once per epoch, after the host copy, so it costs one device sync per epoch.
-    """
-    T, M = state.config.n_docs, state.config.steps
-    train = state.train_losses[epoch * T : (epoch + 1) * T]
-    evals = state.host_losses[epoch * T + 1 : (epoch + 1) * T + 1]
-    if bool(torch.isfinite(train).all()) and np.isfinite(evals).all():
-        return None
-    bad_train = (~torch.isfinite(train)).flatten().nonzero()
-    first_train = int(bad_train[0]) if len(bad_train) else T * M
-    bad_eval = np.flatnonzero(~np.isfinite(evals).all(axis=1))
-    first_eval = int(bad_eval[0]) if len(bad_eval) else T
-    if first_train // M <= first_eval:  # the training loss broke first (or in that episode)
-        k, m = divmod(first_train, M)
-        where = "training loss"
-    else:
-        k, m = first_eval, -1
-        where = "evaluation loss"
-    episode = epoch * T + k
-    doc = int(state.schedule[epoch, k])
-    return {"episode": episode, "epoch": epoch, "document": doc, "step": m, "what": where}
-
-
-def cyclic_diverged(state, bad: dict, ckpt: Checkpointer | None, result) -> DivergedError:
-    """Save the partial state (if checkpointing) and build the error for ``bad``."""
-    cfg = state.config
-    e = bad["episode"]
-    result.losses[e + 1 :] = np.nan  # rows after the broken episode are not results
-    result.provenance.setdefault("run", {})["diverged_at"] = bad
-    saved = ""
-    if ckpt is not None:
-        ckpt.save({**cyclic_payload(state), "diverged": bad}, status="diverged")
-        saved = f"; the partial state is saved in {ckpt.path}"
-    step = f", step {bad['step'] + 1} of {cfg.steps}" if bad["step"] >= 0 else ""
-    msg = (
-        f"cyclic run diverged: non-finite {bad['what']} at episode {e + 1} of "
-        f"{cfg.epochs * cfg.n_docs} (epoch {bad['epoch'] + 1}, document {bad['document'] + 1}"
-        f"{step}) with lr={cfg.learning_rate:g}; "
-        f"the partial result (rows 0..{e} of the loss matrix) is in err.result{saved}"
-    )
-    return DivergedError(msg, result, bad, ckpt.path if ckpt is not None else None)
-
-
-# ---------------------------------------------------------------- paper A's transfer engine
-
-
-def _flat_order(order) -> tuple[torch.Tensor, torch.Tensor]:
-    parts = [np.asarray(b, dtype=np.int64).reshape(-1) for b in order]
-    sizes = torch.tensor([len(p) for p in parts], dtype=torch.int64)
-    return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, np.int64)), sizes
-
-
-def transfer_payload(state) -> dict[str, Any]:
-    """Everything :func:`cldyn_lib.transfer.run_transfer` needs to continue ``state``."""
-    order, sizes = _flat_order(state.order)
-    return {
-        "step": int(state.step),
-        "evals": int(state.evals),
-        "model": state.model.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "generator": state.generator.get_state(),
-        "order_rng": _np_generator_state(state.rng),
-        "order": order,
-        "order_sizes": sizes,
-        "acc": torch.from_numpy(state.acc.copy()),
-        "loss": torch.from_numpy(state.loss.copy()),
-        "train_loss": torch.from_numpy(state.train_loss.copy()),
-    }
-
-
-def restore_transfer(state, blob: dict[str, Any]) -> None:
-    """Put a checkpoint's state into a fresh ``initial_state(config, ...)`` (same config)."""
-    order, sizes = _flat_order(state.order)
-    if not (torch.equal(order, blob["order"]) and torch.equal(sizes, blob["order_sizes"])):
-        raise CheckpointError("the checkpoint's data order differs from this config's")
-    if tuple(blob["acc"].shape) != state.acc.shape:
-        raise CheckpointError(
-            f"the checkpoint's matrices have shape {tuple(blob['acc'].shape)}, "
-            f"this config's {state.acc.shape}"
-        )
-    state.model.load_state_dict(blob["model"])
-    state.optimizer.load_state_dict(blob["optimizer"])
-    state.generator.set_state(blob["generator"])
-    _set_np_generator_state(state.rng, blob["order_rng"])
-    state.acc[...] = blob["acc"].numpy()
-    state.loss[...] = blob["loss"].numpy()
-    state.train_loss[...] = blob["train_loss"].numpy()
-    state.step, state.evals = int(blob["step"]), int(blob["evals"])
-    set_global_rng_states(blob["rng"])
-
-
-# ---------------------------------------------------------------- paper A's pre-training
-
-
-def pretrain_payload(state) -> dict[str, Any]:
-    """Everything :func:`cldyn_lib.pretrain.pretrain` needs to continue ``state``."""
-    return {
-        "step": int(state.step),
-        "model": state.model.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "generator": state.generator.get_state(),
-        "order_rng": _np_generator_state(state.rng),
-        "losses": torch.tensor(state.losses, dtype=torch.float64),
-    }
-
-
-def restore_pretrain(state, blob: dict[str, Any]) -> None:
-    """Put a checkpoint's state into a fresh ``initial_state(config)`` (same config)."""
-    state.model.load_state_dict(blob["model"])
-    state.optimizer.load_state_dict(blob["optimizer"])
-    state.generator.set_state(blob["generator"])
-    _set_np_generator_state(state.rng, blob["order_rng"])
-    state.losses = blob["losses"].tolist()
-    state.step = int(blob["step"])
-    set_global_rng_states(blob["rng"])

@@ -14,7 +14,7 @@ documented with the field's ``#:`` comment, its type and its default (the chosen
 Values are validated by the config itself (a bad value exits with the config's message
 before any compute). ``run`` writes one result file (``cldyn_lib.results``); ``sweep``
 writes one packed file (:func:`cldyn_lib.launch.load_sweep` reads it back). Taught in the
-appendix *Running many runs and sweeps*.
+appendix *Many runs at once*.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import json
 import math
 import os
 import random
-from typing import Any, ClassVar, Iterable, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
 import numpy as np
 
@@ -92,6 +92,15 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def check_tuple(name: str, values: Any, check: Callable[[Any], Any]) -> tuple:
+    """Return ``values`` if it is a non-empty tuple whose items all pass ``check``."""
+    if not isinstance(values, tuple) or not values:
+        raise ConfigError(f"{name} must be a non-empty tuple; got {values!r}")
+    for v in values:
+        check(v)
+    return values
+
+
 def _range(lo, hi) -> str:
     if lo is not None and hi is not None:
         return f" in [{lo}, {hi}]"
@@ -123,6 +132,9 @@ class Config:
     #: fields added after results were cached under the old keys: ``key()`` leaves them
     #: out while they hold their default value, so those results keep their names
     KEY_OMIT_DEFAULTS: ClassVar[tuple[str, ...]] = ()
+    #: the type name hashed into ``key()``; set when a class is renamed, so that results
+    #: cached or committed under its old name keep their file names
+    KEY_TYPE: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -158,7 +170,7 @@ class Config:
         for name in self.KEY_OMIT_DEFAULTS:
             if fields[name] == defaults[name]:
                 del fields[name]
-        blob = json.dumps({"type": type(self).__name__, **fields}, sort_keys=True)
+        blob = json.dumps({"type": self.KEY_TYPE or type(self).__name__, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -14,7 +14,7 @@ Any object with ``submit(fn, *args)`` returning something with ``.result()`` wor
 writes its own ``.npz`` (atomically, with provenance) and returns its path; the sweep then
 packs all jobs into one result file (arrays ``r{i}_{name}``, the configs in the
 provenance) that the chapters read with :func:`load_sweep`. ``python -m cldyn_lib sweep``
-is the command-line front end. Taught in the appendix *Running many runs and sweeps*.
+is the command-line front end. Taught in the appendix *Many runs at once*.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import SCALES, Config, ConfigError, check_choice, check_int
-from .pretrain import MODES
-from .transfer import TransferConfig
+from .sequential.pretrain import PRETRAIN_MODES
+from .sequential.transfer import TransferConfig
 
 EXECUTORS = ("local", "submitit-local", "slurm", "ray", "inline")
 
@@ -46,21 +46,21 @@ class Experiment:
 
 
 def _cyclic(cfg) -> dict:
-    from .cyclic import run_cyclic
-    from .sweeps import summarise
+    from .cyclic.engine import run_cyclic
+    from .cyclic.sweeps import summarize_run
 
     res = run_cyclic(cfg, progress=False)
     out = {
         **res.to_arrays(),
-        **{f"summary_{k}": v for k, v in summarise(res.losses, res.schedule).items()},
+        **{f"summary_{k}": v for k, v in summarize_run(res.losses, res.schedule).items()},
     }
     out["seconds"] = np.array(res.provenance["run"]["total_s"])
     return out
 
 
 def _transfer(cfg) -> dict:
-    from .pretrain import PretrainConfig, load_or_pretrain
-    from .transfer import run_transfer
+    from .sequential.pretrain import PretrainConfig, load_or_pretrain
+    from .sequential.transfer_engine import run_transfer
 
     pcfg = PretrainConfig.preset(cfg.pretrain_scale, mode=cfg.pretrain_mode, seed=cfg.pretrain_seed)
     model = load_or_pretrain(pcfg).model
@@ -73,19 +73,19 @@ def _transfer(cfg) -> dict:
 
 
 def _shock(cfg) -> dict:
-    from .shock import run_shock_study
+    from .sequential.transfer_studies import run_shock_study
 
     return run_shock_study(cfg)
 
 
 def _divergence(cfg) -> dict:
-    from .shock import run_divergence_study
+    from .sequential.divergence import run_divergence_study
 
     return run_divergence_study(cfg)
 
 
 def _toy(cfg) -> dict:
-    from .toy import run_toy
+    from .cyclic.toy import run_toy
 
     return run_toy(cfg).to_arrays()
 
@@ -102,21 +102,22 @@ class TransferJob(TransferConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_choice("pretrain_mode", self.pretrain_mode, MODES)
+        check_choice("pretrain_mode", self.pretrain_mode, PRETRAIN_MODES)
         check_choice("pretrain_scale", self.pretrain_scale, SCALES)
         check_int("pretrain_seed", self.pretrain_seed, 0, 2**32 - 1)
 
     def transfer(self) -> TransferConfig:
-        """The plain :class:`~cldyn_lib.transfer.TransferConfig` of this job."""
+        """The plain :class:`~cldyn_lib.TransferConfig` of this job."""
         names = {f.name for f in dataclasses.fields(TransferConfig)}
         return TransferConfig(**{k: v for k, v in self.to_dict().items() if k in names})
 
 
 def experiments() -> dict[str, Experiment]:
     """Every experiment the command line and :func:`run_sweep` know, by name."""
-    from .cyclic import CyclicConfig
-    from .shock import DivergenceStudy, ShockStudy
-    from .toy import ToyConfig
+    from .cyclic.config import CyclicConfig
+    from .cyclic.toy import ToyConfig
+    from .sequential.divergence import DivergenceStudy
+    from .sequential.transfer_studies import ShockStudy
 
     return {
         "cyclic": Experiment("cyclic", CyclicConfig, _cyclic, "paper B: one cyclic LM run"),

@@ -250,24 +250,16 @@ def priming(losses, schedule=None, epoch: int = 1) -> float:
 
 
 def spearman(x, y) -> float:
-    """Spearman's rank correlation of two equal-length sequences (ties get their mean rank).
+    """Spearman's rank correlation of two equal-length sequences (``scipy.stats.spearmanr``;
+    ties get their mean rank); NaN when either sequence is constant.
 
     Used to summarise sweeps (is the recovery score ordered by model size? by fit?).
     """
+    from scipy import stats
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
         raise ValueError(f"x and y must be 1-D of the same length >= 2; got {x.shape}, {y.shape}")
-
-    def ranks(v):
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v), dtype=float)
-        for value in np.unique(v):  # average the ranks of ties
-            tie = v == value
-            r[tie] = r[tie].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(stats.spearmanr(x, y).statistic)

@@ -1,24 +1,43 @@
 """Figures shared by the chapters: loss curves, recovery scores, shift-averaged loss, circles.
 
 Every function draws on a given matplotlib ``Axes`` and labels its axes with units, so the
-chapters compose them into small multiples. Introduced in *The toy model*.
+chapters compose them into small multiples; the figures of each paper's chapters
+(:mod:`cldyn_lib.cyclic.figures`, :mod:`cldyn_lib.sequential.transfer_figures`,
+:mod:`cldyn_lib.sequential.optimizer_figures`) are built on these. Only matplotlib is
+imported (seaborn, for the book's theme, when :func:`plot_style` is called). Introduced in
+*The toy model*.
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 
 from .metrics import after_training_rows, check_loss_matrix, shift_averaged_loss
 
 PALETTE = "viridis"
 
 
-def style() -> None:
+def plot_style() -> None:
     """The book's plotting style (call once per chapter)."""
+    import seaborn as sns
+
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "axes.titlesize": "medium"})
+
+
+def band(ax, x, curves, *, label=None, color=None, ls="-", lw=1.5, alpha=0.18):
+    """Mean over the first axis of ``curves`` (runs or seeds) with a +-1 std band; NaNs
+    (a diverged run, a missing value) are left out of both."""
+    curves = np.atleast_2d(np.asarray(curves, dtype=float))
+    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
+        sup.filter(RuntimeWarning)
+        mean = np.nanmean(curves, axis=0)
+        std = np.nanstd(curves, axis=0) if len(curves) > 1 else None
+    (line,) = ax.plot(x, mean, label=label, color=color, ls=ls, lw=lw)
+    if std is not None:
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=alpha, lw=0)
+    return line
 
 
 def _mean_std(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +45,7 @@ def _mean_std(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return curves.mean(axis=0), curves.std(axis=0)
 
 
-def loss_curve(
+def plot_loss_curve(
     ax,
     losses,
     doc: int = 0,
@@ -63,7 +82,7 @@ def loss_curve(
     return line
 
 
-def shift_averaged(
+def plot_shift_averaged(
     ax, losses, schedule=None, *, label=None, color=None, ylabel="loss (nats/token)"
 ):
     """Shift-averaged loss (paper B Fig. 1b); a stack of matrices gives mean +- std over seeds."""
@@ -83,7 +102,7 @@ def shift_averaged(
     return line
 
 
-def recovery_scores(ax, scores, *, label=None, color=None, marker="o"):
+def plot_recovery_scores(ax, scores, *, label=None, color=None, marker="o"):
     """Recovery score per epoch; ``scores`` is (epochs,) or (seeds, epochs) -> mean +- std."""
     mean, std = _mean_std(scores)
     epochs = np.arange(1, len(mean) + 1)
@@ -98,7 +117,9 @@ def recovery_scores(ax, scores, *, label=None, color=None, marker="o"):
     return container
 
 
-def circle(ax, coords, *, title: str | None = None, cmap: str = "twilight", annotate: bool = True):
+def plot_circle(
+    ax, coords, *, title: str | None = None, cmap: str = "twilight", annotate: bool = True
+):
     """Points ``coords[t]`` (T, 2) joined in task order and coloured by task index (Fig. 11)."""
     T = len(coords)
     closed = np.vstack([coords, coords[:1]])

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .fetch import DataSource, display_path, repo_root, write_atomic
+from .files import display_path, repo_root, write_atomic
 
 PROVENANCE_KEY = "__provenance__"
 
@@ -119,7 +119,7 @@ def provenance(
     *,
     scale: str | None = None,
     device: str = "cpu",
-    sources: tuple[DataSource, ...] | list[DataSource] = (),
+    sources: tuple | list = (),  # DataSource records (cldyn_lib.data.fetch)
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything needed to tell where a result came from."""

@@ -1,0 +1,78 @@
+"""Glued numbers and figures, and the Colab check: what every chapter's prose is built on.
+
+* :func:`glue` is ``myst_nb.glue`` for everything a chapter quotes: a number, bool or string
+  (NumPy scalars become plain Python values; NaN and inf are refused, so a page never shows
+  "nan") or a matplotlib figure (glued without displaying it, then closed).
+* :func:`glued_values` reads every glued value back from an *executed* notebook.
+
+``myst_nb`` is imported only when :func:`glue` is called, so the engines import without it.
+Used by every chapter; introduced in *The toy model*.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def in_colab() -> bool:
+    """True inside Google Colab (the chapters' first cell installs cldyn only there)."""
+    return "google.colab" in sys.modules
+
+
+def as_plain(value: Any) -> Any:
+    """NumPy scalars and 0-d arrays -> Python bool/int/float; other values unchanged."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value
+
+
+def glue(key: str, value: Any, display: bool = False) -> None:
+    """``myst_nb.glue`` for a number, bool, string or matplotlib figure; NaN and inf are errors.
+
+    A figure is glued for ``{glue:figure}`` and then closed, so it is shown only where the
+    text places it.
+    """
+    from myst_nb import glue as _glue
+
+    if _is_figure(value):
+        _glue(key, value, display=display)
+        import matplotlib.pyplot as plt
+
+        plt.close(value)
+        return
+    value = as_plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"glued value {key!r} is {value}: the text would show it as such")
+    _glue(key, value, display=display)
+
+
+def _is_figure(value: Any) -> bool:
+    return type(value).__name__ == "Figure" and hasattr(value, "savefig")
+
+
+def glued_values(notebook: str | Path) -> dict[str, Any]:
+    """All values glued in an executed notebook, parsed back from their ``text/plain``."""
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    values: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook")
+            key = (meta or {}).get("mime_prefix", "") + "text/plain"
+            if not meta or key not in out.get("data", {}):
+                continue
+            text = out["data"][key]
+            text = "".join(text) if isinstance(text, list) else text
+            try:
+                values[meta["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                values[meta["name"]] = text
+    return values

@@ -1,0 +1,187 @@
+"""The config of one cyclic fine-tuning run of paper B: every variant of the paper is a field.
+
+``CyclicConfig.preset("ci")`` is seconds on a CPU; ``"laptop"`` minutes; ``"gpu"`` and
+``"paper"`` fine-tune real Pythia checkpoints. The engine is :func:`cldyn_lib.run_cyclic`.
+
+Taught in the chapters *Anticipatory recovery in a language model*, *Emergence with scale* and
+*What drives recovery*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import (
+    Config,
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    resolve_device,
+)
+from ..data.articles import ARTICLE_POOLS
+from ..data.documents import WINDOWS
+from ..models import gpt_neox as lm
+from ..models.small_lm import SmallLMConfig
+
+OPTIMIZERS = ("sgd", "adam")
+DEFAULT_LR = {"sgd": 1e-3, "adam": 1e-4}  #: paper B: GD 1e-3; its Adam scripts use 1e-4
+ORDERS = ("cyclic", "shuffled", "partial", "reversed")
+WEIGHTS = ("random", "pretrained", "standin")
+VOCABS = ("full", "docs", "common")
+LR_SCALINGS = ("none", "inverse_steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class CyclicConfig(Config):
+    """One cyclic fine-tuning run. The defaults are paper B's (Fig. 1: pre-trained Pythia-1B)."""
+
+    # the task sequence
+    n_docs: int = 25  #: T, documents per epoch
+    context: int = 256  #: C, tokens per document (first C; shorter ones padded)
+    steps: int = 10  #: M, gradient steps per document (an episode), batch size 1
+    epochs: int = 5  #: E
+    pool: str = "permissive"  #: articles to draw from ("permissive": 270, "all": 2,370)
+    require_full: bool = True  #: only articles with >= C tokens (2C for the centre window)
+    order: str = "cyclic"  #: "cyclic", "shuffled" (null control), "partial", "reversed"
+    shuffle_n: int = 0  #: partial shuffling: documents 2..N re-drawn every epoch (N in 2..T)
+    # optimisation
+    optimizer: str = "sgd"  #: "sgd" (plain gradient descent) or "adam"
+    lr: float | None = None  #: None: 1e-3 for sgd, 1e-4 for adam
+    lr_scaling: str = "none"  #: "inverse_steps": lr * 10 / M (appendix B.5)
+    reset_optimizer: bool = True  #: adam: a fresh state for every document
+    frozen_blocks: int = 0  #: freeze the embedding and the first B blocks (Fig. 5d)
+    mask_prob: float = 0.0  #: replace each input token by id 0 with this probability (Fig. 4a)
+    window: str = "first"  #: "first" C tokens, or "centre" (train at C/2+s, evaluate at C/2)
+    shift: int = 0  #: w, window shifts s ~ U{-w..w} per step (needs window="centre")
+    # the model
+    model: str = "pythia-1b"  #: Pythia shape (and checkpoint name)
+    weights: str = "pretrained"  #: "pretrained" (Pythia), "random", "standin" (made here)
+    weights_path: str = ""  #: local folder written by save_pretrained, instead of the hub
+    width: int = 0  #: 0 = the model's; the knobs only apply to random and stand-in weights
+    depth: int = 0
+    heads: int = 0
+    mlp_width: int = 0
+    init: str = "pythia"  #: random init: "pythia" (small/wang init), "gaussian" (0.02), "step0"
+    init_dims: str = "model"  #: "model" (real d, L) or "reference" (d=2048, L=16 as in paper B)
+    vocab: str = "full"  #: "full", "docs" (ids in the documents), "common" (stand-in's, see docs)
+    vocab_k: int = 2048  #: size of the common vocabulary
+    pretrain_steps: int = 300  #: stand-in: pre-training steps (its cache key)
+    # execution
+    seed: int = 0
+    device: str = "auto"
+    tf32: bool = False  #: CUDA only: TF32 matmuls
+    bf16: bool = False  #: CUDA only: bfloat16 autocast in forward passes
+    eval_batch: int = 0  #: documents per evaluation forward; 0 = as many as fit a budget
+
+    PRESETS = {
+        # ci: seconds on 2 CPU cores. A tiny random-init GPT-NeoX, Adam reset per document,
+        # softmax over the documents' own tokens; the chapter *The phenomenon* says why.
+        "ci": dict(
+            n_docs=10, context=64, steps=10, epochs=4, optimizer="adam", lr=1e-3,
+            weights="random", width=64, depth=2, heads=4, vocab="docs", device="cpu",
+            pretrain_steps=100,
+        ),
+        # laptop: about 30 s per run on one CPU core (paper's T, M and E; C = 64)
+        "laptop": dict(
+            n_docs=25, context=64, steps=10, epochs=5, optimizer="adam", lr=1e-3,
+            weights="random", width=128, depth=4, heads=4, vocab="docs", device="cpu",
+            pretrain_steps=3000,
+        ),
+        # gpu and paper: real Pythia checkpoints, the paper's plain GD with lr 1e-3
+        "gpu": dict(model="pythia-160m", weights="pretrained", tf32=True),
+        "paper": dict(model="pythia-1b", weights="pretrained"),
+    }  # fmt: skip
+
+    def validate(self) -> None:
+        for flag in ("require_full", "reset_optimizer", "tf32", "bf16"):
+            check_bool(flag, getattr(self, flag))
+        check_int("n_docs", self.n_docs, 1, 10_000)
+        check_int("context", self.context, 8, lm.CONTEXT)
+        check_int("steps", self.steps, 1, 100_000)
+        check_int("epochs", self.epochs, 1, 10_000)
+        check_choice("pool", self.pool, ARTICLE_POOLS)
+        check_choice("order", self.order, ORDERS)
+        if self.order == "partial":
+            check_int("shuffle_n", self.shuffle_n, 2, self.n_docs)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.lr is not None:
+            check_float("lr", self.lr, 0, None, lo_open=True)
+        check_choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
+        check_float("mask_prob", self.mask_prob, 0, 1, hi_open=True)
+        check_choice("window", self.window, WINDOWS)
+        check_int("shift", self.shift, 0, self.context // 2)
+        if self.shift and self.window != "centre":
+            raise ConfigError(f"shift={self.shift} needs window='centre'; got {self.window!r}")
+        check_choice("model", self.model, lm.MODELS)
+        check_choice("weights", self.weights, WEIGHTS)
+        check_choice("init", self.init, lm.INITS)
+        check_choice("init_dims", self.init_dims, lm.INIT_DIMS)
+        check_choice("vocab", self.vocab, VOCABS)
+        check_int("vocab_k", self.vocab_k, 16, 50_304)
+        check_int("pretrain_steps", self.pretrain_steps, 1, 10**7)
+        if self.weights == "pretrained":
+            for knob in ("width", "depth", "heads", "mlp_width"):
+                if getattr(self, knob):
+                    raise ConfigError(
+                        f"{knob} must be 0 with weights='pretrained' (a checkpoint has its "
+                        f"own shape); got {getattr(self, knob)}"
+                    )
+        if self.weights == "standin" and self.vocab != "common":
+            raise ConfigError(f"vocab must be 'common' with weights='standin'; got {self.vocab!r}")
+        a = self.arch()
+        check_int("context", self.context, 8, a.context)  # the model's positions
+        check_int("frozen_blocks", self.frozen_blocks, 0, a.depth)
+        check_int("seed", self.seed, 0, 2**32 - 1)
+        check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        if self.device == "cpu" and (self.tf32 or self.bf16):
+            raise ConfigError("tf32 and bf16 need device='cuda' (CPU runs are float32)")
+        check_int("eval_batch", self.eval_batch, 0, 100_000)
+
+    # ---------------------------------------------------------------- derived values
+
+    def arch(self, vocab_size: int = lm.FULL_VOCAB_SIZE) -> lm.Arch:
+        """The model's shape (the vocabulary size is only known once documents are drawn)."""
+        if self.weights == "standin":
+            return self.small_lm_config().arch()
+        if self.weights == "pretrained" and self.weights_path:
+            return lm.arch_of_folder(self.weights_path)
+        return lm.pythia_arch(
+            self.model, self.width, self.depth, self.heads, self.mlp_width, vocab_size
+        )
+
+    def small_lm_config(self) -> SmallLMConfig:
+        """The stand-in's config (``weights="standin"``): the knobs set its shape."""
+        return SmallLMConfig(
+            width=self.width or 64, depth=self.depth or 2, heads=self.heads or 4,
+            mlp_width=self.mlp_width, vocab_k=self.vocab_k, steps=self.pretrain_steps,
+            seq=max(64, self.context),
+        )  # fmt: skip
+
+    @property
+    def learning_rate(self) -> float:
+        """The step size used: ``lr`` (or the optimiser's default), scaled by 10/M if asked."""
+        lr = DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+        return lr * 10 / self.steps if self.lr_scaling == "inverse_steps" else lr
+
+    def check_resources(self) -> str:
+        """Checks that need the machine (CUDA, weights on disk); returns the device.
+
+        Raises ConfigError before any compute.
+        """
+        device = resolve_device(self.device)
+        if device == "cpu" and (self.tf32 or self.bf16):
+            raise ConfigError("tf32 and bf16 need CUDA; this machine has none (use device='cpu')")
+        revision = "step0" if self.init == "step0" else None
+        needs_hub = self.weights == "pretrained" or (
+            self.weights == "random" and self.init == "step0"
+        )
+        if needs_hub and not lm.weights_available(self.model, self.weights_path, revision):
+            where = self.weights_path or f"{lm.hub_id(self.model)} in the Hugging Face cache"
+            raise ConfigError(
+                f"weights={self.weights!r} (init={self.init!r}) needs {self.model} weights, but "
+                f"none were found at {where} and the hub is offline; pass weights_path= (a "
+                "folder written by save_pretrained), go online, or use weights='standin'"
+            )
+        return device

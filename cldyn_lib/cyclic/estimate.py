@@ -1,0 +1,50 @@
+"""Time and memory of a cyclic run before it starts, from its flops and its tensors.
+
+:func:`cldyn_lib.run_cyclic` prints :func:`describe_estimate` before any run longer than
+:data:`LONG_RUN_S`. Taught in the book's introduction (*Runs that survive*).
+"""
+
+from __future__ import annotations
+
+from ..models import gpt_neox as lm
+from .state import eval_chunk
+
+LONG_RUN_S = 60  #: print the estimated time and memory before runs longer than this
+
+#: sustained fp32 training throughput assumed for estimates (FLOP/s); deliberately modest
+THROUGHPUT = {"cpu": 2e10, "cuda": 2e13}
+
+
+def estimate_cyclic(state) -> dict[str, float]:
+    """Rough time and memory of a cyclic run, from its flops and its tensors.
+
+    Memory: weights, gradients and two Adam moments in fp32 (4 x 4 bytes per parameter),
+    the largest evaluation logits (documents per forward x C x vocabulary x 4 bytes, twice
+    for the log-softmax) and the loss buffers. Time: training and evaluation flops over
+    :data:`THROUGHPUT`. Both are estimates, good to a factor of a few.
+    """
+    cfg, a = state.config, state.model.config
+    arch = lm.Arch(
+        a.hidden_size,
+        a.num_hidden_layers,
+        a.num_attention_heads,
+        a.intermediate_size,
+        state.vocab.size,
+    )
+    seq = arch.flops_per_token(cfg.context) * cfg.context
+    E, T, M = cfg.epochs, cfg.n_docs, cfg.steps
+    flops = 3 * seq * E * T * M + seq * (E * T + 1) * T
+    n_params = sum(p.numel() for p in state.model.parameters())
+    logits = 2 * eval_chunk(state) * cfg.context * state.vocab.size * 4
+    memory = 16 * n_params + logits + 4 * (E * T + 1) * T + 4 * E * T * M
+    seconds = flops / THROUGHPUT["cuda" if state.device == "cuda" else "cpu"]
+    return {"flops": float(flops), "seconds": float(seconds), "memory_bytes": float(memory)}
+
+
+def describe_estimate(est: dict[str, float]) -> str:
+    minutes = est["seconds"] / 60
+    when = f"{minutes:.0f} min" if minutes >= 1 else f"{est['seconds']:.0f} s"
+    return (
+        f"estimated: {est['flops']:.2g} FLOP, about {when} and "
+        f"{est['memory_bytes'] / 2**30:.2f} GiB (rough; see cldyn_lib.cyclic.estimate)"
+    )
