@@ -16,7 +16,8 @@ import argparse
 import tempfile
 import time
 
-from cldyn_lib import checkpoint, cyclic, pretrain, transfer
+import cldyn_lib as cl
+from cldyn_lib import checkpoint
 
 
 def measure(name, run_plain, run_ckpt, intervals):
@@ -54,23 +55,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="ci")
     scale = ap.parse_args().scale
-    cfg = cyclic.CyclicConfig.preset(scale)
-    cyclic.run_cyclic(cfg.replace(epochs=1), progress=False)  # warm-up (caches, first calls)
+    cfg = cl.CyclicConfig.preset(scale)
+    cl.run_cyclic(cfg.replace(epochs=1), progress=False)  # warm-up (caches, first calls)
     measure(
         f"cyclic {scale}",
-        lambda: cyclic.run_cyclic(cfg, progress=False).losses,
-        lambda d: cyclic.run_cyclic(cfg, progress=False, checkpoint_dir=d).losses,
+        lambda: cl.run_cyclic(cfg, progress=False).losses,
+        lambda d: cl.run_cyclic(cfg, progress=False, checkpoint_dir=d).losses,
         cfg.epochs,
     )
-    pcfg = pretrain.PretrainConfig.preset(scale)
-    model = pretrain.load_or_pretrain(pcfg).model
-    tcfg = transfer.TransferConfig.preset(scale)
-    data = transfer.load_data(tcfg)
-    n_evals = len(transfer.eval_schedule(tcfg)[0]) - 1
+    pcfg = cl.PretrainConfig.preset(scale)
+    model = cl.load_or_pretrain(pcfg).model
+    tcfg = cl.TransferConfig.preset(scale)
+    data = cl.load_transfer_data(tcfg)
+    n_evals = len(cl.sequential.transfer.eval_schedule(tcfg)[0]) - 1
     measure(
         f"transfer {scale}",
-        lambda: transfer.run_transfer(tcfg, model, data).loss,
-        lambda d: transfer.run_transfer(tcfg, model, data, checkpoint_dir=d).loss,
+        lambda: cl.run_transfer(tcfg, model, data).loss,
+        lambda d: cl.run_transfer(tcfg, model, data, checkpoint_dir=d).loss,
         n_evals,
     )
 

@@ -4,10 +4,10 @@
 
 Paper B's code evaluates every document separately after each episode, at batch size 1, and
 copies each loss to the host (``.item()``): T forwards and T host syncs per evaluation. The
-engine (:func:`cldyn_lib.cyclic.run_cyclic`) evaluates all T documents in a few padded,
+engine (:func:`cldyn_lib.run_cyclic`) evaluates all T documents in a few padded,
 batched forwards and copies the loss matrix to the host once per epoch. Everything else is
-the same here: the same model and initial weights (``cyclic.setup`` with the same seed), the
-same pre-tokenised documents, the same training steps (``cyclic.train_episode``), ``no_grad``
+the same here: the same model and initial weights (``cl.setup_cyclic`` with the same seed), the
+same pre-tokenised documents, the same training steps (``cl.train_episode``), ``no_grad``
 evaluation, the same evaluation points. The script checks that the two loss matrices agree
 to float tolerance, then prints the speed-up of the evaluation phase and of the whole run,
 and the achieved FLOP/s against this machine's measured fp32 matmul rate.
@@ -21,14 +21,13 @@ import time
 import numpy as np
 import torch
 
-from cldyn_lib import cyclic
-from cldyn_lib.cyclic import CyclicConfig
+import cldyn_lib as cl
 
 
-def reference_style_run(config: CyclicConfig) -> tuple[np.ndarray, dict]:
+def reference_style_run(config: cl.CyclicConfig) -> tuple[np.ndarray, dict]:
     """``run_cyclic`` with paper B's evaluation: one document per forward, one sync each."""
     t0 = time.perf_counter()
-    state = cyclic.setup(config, device=config.check_resources())
+    state = cl.setup_cyclic(config, device=config.check_resources())
     E, T, C = config.epochs, config.n_docs, config.context
     s = state.docs.eval_start
     losses = np.zeros((E * T + 1, T))
@@ -49,7 +48,7 @@ def reference_style_run(config: CyclicConfig) -> tuple[np.ndarray, dict]:
     for episode in range(E * T):
         epoch, k = divmod(episode, T)
         t1 = time.perf_counter()
-        cyclic.train_episode(state, int(state.schedule[epoch, k]))
+        cl.train_episode(state, int(state.schedule[epoch, k]))
         state.episode += 1
         if state.device == "cuda":
             torch.cuda.synchronize()
@@ -77,11 +76,11 @@ def matmul_rate(n: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0)
 
 
-def compare(config: CyclicConfig, peak: float) -> dict:
+def compare(config: cl.CyclicConfig, peak: float) -> dict:
     # warm up: the token cache, transformers' first model, the allocator
-    cyclic.run_cyclic(config.replace(epochs=1), progress=False)
+    cl.run_cyclic(config.replace(epochs=1), progress=False)
     ref_losses, ref = reference_style_run(config)
-    res = cyclic.run_cyclic(config, progress=False, timing=True)
+    res = cl.run_cyclic(config, progress=False, timing=True)
     eng = res.provenance["run"]
     diff = float(np.max(np.abs(res.losses - ref_losses)))
     np.testing.assert_allclose(res.losses, ref_losses, rtol=1e-4, atol=1e-4)
@@ -123,17 +122,17 @@ def report(r: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="ci", help="CyclicConfig preset (ci, laptop, gpu)")
+    parser.add_argument("--scale", default="ci", help="cl.CyclicConfig preset (ci, laptop, gpu)")
     parser.add_argument("--n-docs", type=int, nargs="*", default=[10, 25])
     parser.add_argument("--epochs", type=int, default=None)
     args = parser.parse_args(argv)
-    device = cyclic.resolve_device("auto")
+    device = cl.resolve_device("auto")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {device}")
     peak = matmul_rate(device=device)
     print(f"fp32 matmul (1024x1024): {peak / 1e9:.1f} GFLOP/s\n")
     for T in args.n_docs:
         extra = {"epochs": args.epochs} if args.epochs else {}
-        cfg = CyclicConfig.preset(args.scale, n_docs=T, device=device, **extra)
+        cfg = cl.CyclicConfig.preset(args.scale, n_docs=T, device=device, **extra)
         print(report(compare(cfg, peak)), "\n", flush=True)
     return 0
 

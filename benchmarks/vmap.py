@@ -1,4 +1,5 @@
-"""K runs as one batched model (cldyn_lib.vmapped) against K separate runs.
+"""K runs as one batched model (cl.run_cyclic_batched, cl.run_transfer_batched) against K
+separate runs.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vmap.py                       # both engines, ci
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vmap.py --engine cyclic --scale laptop --ks 1 4 8
@@ -7,7 +8,7 @@ For K = 1, 4, 8, 16 and each engine it times, with the same torch thread count o
 sides (``--threads``, default 1):
 
 - ``separate``: K runs one after another in this process (the engines' own loops);
-- ``batched``: one :mod:`cldyn_lib.vmapped` run of K (default method; ``--method vmap``
+- ``batched``: one batched run of K (default method; ``--method vmap``
   times ``torch.func.vmap`` instead);
 - ``2 procs``: the K separate runs split over two single-thread processes running at once
   (the fair parallel baseline on a 2-core machine), and ``2 procs batched``: K/2 batched in
@@ -34,6 +35,8 @@ import time
 
 import torch
 
+import cldyn_lib as cl
+
 
 def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -51,19 +54,13 @@ class Engine:
     def __init__(self, name: str, scale: str, train: str, method: str):
         self.name, self.scale, self.train, self.method = name, scale, train, method
         if name == "convnet":
-            from cldyn_lib import pretrain, transfer
-
-            self.model = pretrain.load_or_pretrain(pretrain.PretrainConfig.preset("ci")).model
+            self.model = cl.load_or_pretrain(cl.PretrainConfig.preset("ci")).model
             if scale != "ci":  # laptop width (32 channels) with random weights: speed only
-                from cldyn_lib.convnet import ConvNet
-
-                self.model = ConvNet(32, 1000, generator=torch.Generator().manual_seed(0))
-            self.base = transfer.TransferConfig.preset(scale, train=train)
-            self.data = transfer.load_data(self.base)
+                self.model = cl.ConvNet(32, 1000, generator=torch.Generator().manual_seed(0))
+            self.base = cl.TransferConfig.preset(scale, train=train)
+            self.data = cl.load_transfer_data(self.base)
         else:
-            from cldyn_lib.cyclic import CyclicConfig
-
-            self.base = CyclicConfig.preset(scale)
+            self.base = cl.CyclicConfig.preset(scale)
             if scale == "laptop":
                 self.base = self.base.replace(epochs=2)  # time budget on a shared machine
 
@@ -72,24 +69,18 @@ class Engine:
 
     def separate(self, seeds) -> None:
         if self.name == "convnet":
-            from cldyn_lib.transfer import run_transfer
-
             for c in self.configs(seeds):
-                run_transfer(c, self.model, self.data)
+                cl.run_transfer(c, self.model, self.data)
         else:
-            from cldyn_lib.cyclic import run_cyclic
-
             for c in self.configs(seeds):
-                run_cyclic(c, progress=False)
+                cl.run_cyclic(c, progress=False)
 
     def batched(self, seeds) -> None:
-        from cldyn_lib import vmapped
-
         if self.name == "convnet":
             method = "grouped" if self.method == "batched" else "vmap"
-            vmapped.run_transfer_vmapped(self.configs(seeds), self.model, self.data, method=method)
+            cl.run_transfer_batched(self.configs(seeds), self.model, self.data, method=method)
         else:
-            vmapped.run_cyclic_vmapped(self.configs(seeds), method=self.method)
+            cl.run_cyclic_batched(self.configs(seeds), method=self.method)
 
     def flops_one_run(self) -> float:
         from torch.utils.flop_counter import FlopCounterMode

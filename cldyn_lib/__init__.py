@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 API: dict[str, tuple[str, ...]] = {
     "config": (
         "Config", "ConfigError", "SCALES", "check_notebook_parameters", "resolve_device",
-        "resolve_scale", "seed_everything",
+        "resolve_scale", "seed_everything", "set_torch_threads",
     ),
     "metrics": (
         "after_training_rows", "aligned_losses", "backward_transfer", "check_loss_matrix",
@@ -44,8 +44,8 @@ API: dict[str, tuple[str, ...]] = {
         "recovery_score", "recovery_scores", "shift_averaged_loss", "spearman",
     ),
     "results": (
-        "Result", "load_or_compute", "load_result", "provenance", "result_path",
-        "results_dir", "save_result",
+        "Result", "committed_result", "live_result", "load_or_compute", "load_result",
+        "may_compute", "provenance", "result_path", "results_dir", "save_result",
     ),
     "checkpoint": ("CheckpointError", "DivergedError", "deterministic"),
     "files": ("cache_dir", "write_atomic"),
@@ -78,6 +78,7 @@ API: dict[str, tuple[str, ...]] = {
         "lag_profile", "pca", "probe_summary", "stepwise_ratio", "stripe_period",
         "update_sizes", "weight_residuals",
     ),
+    "cyclic.probe_figures": ("plot_heatmap", "plot_probe_maps", "probe_dashboard"),
     "cyclic.toy": (
         "TOY_SEEDS", "ToyConfig", "circle_modes", "circle_order", "epoch_map", "pca_2d",
         "run_toy", "simulate", "stable_lr_limit", "toy_dashboard",
@@ -87,12 +88,17 @@ API: dict[str, tuple[str, ...]] = {
         "vision_runs", "vision_study",
     ),
     "cyclic.sweeps": (
-        "BOOK_SWEEPS", "CyclicSweep", "CyclicSweepData", "book_sweep", "load_cyclic_sweep",
-        "run_cyclic_sweep", "summarize_run",
+        "BOOK_SWEEPS", "CyclicSweep", "CyclicSweepData", "book_sweep", "doc_recovery_scores",
+        "load_cyclic_sweep", "run_cyclic_sweep", "summarize_run", "sweep_trend",
     ),
     "cyclic.figures": (
         "MIN_FORGOTTEN", "cyclic_dashboard", "plot_shift_averaged_runs", "recovery_parts_of",
-        "recovery_scores_of", "sweep_curves", "sweep_figure", "sweep_scores",
+        "recovery_scores_of", "seed_band_dashboard", "sweep_curves", "sweep_figure",
+        "sweep_scores", "vision_dashboard",
+    ),
+    "cyclic.scales": (
+        "CLI_MATCH_TOLERANCE", "LIVE_WIDTHS", "LM_SEEDS", "live_cyclic_config",
+        "pythia_comparison", "run_pythia_comparison", "seed_band_config",
     ),
     "sequential.zapping": ("zap", "zap_rows", "zap_std"),
     "sequential.optimizers": (
@@ -111,30 +117,35 @@ API: dict[str, tuple[str, ...]] = {
         "run_divergence_study",
     ),
     "sequential.transfer_studies": (
-        "ShockStudy", "best_probe", "run_feature_stats", "run_shock_study",
+        "ShockStudy", "best_probe", "run_feature_stats", "run_shock_study", "zap_gains",
     ),
+    "sequential.divergence_measures": ("divergence_summary", "peak_then_fall"),
     "sequential.sequence": (
-        "SequenceStudy", "best_lr_index", "loss_since_training", "run_sequence_study",
-        "sequence_metrics", "sequence_summary",
+        "SequenceStudy", "best_lr_index", "epoch1_since_training", "loss_since_training",
+        "run_sequence_study", "sequence_metrics", "sequence_summary",
     ),
     "sequential.sequence_sweeps": (
-        "OPTIMIZER_PAIR", "SequenceSweep", "open_question_studies", "result_name",
-        "run_sequence_sweep", "study_function",
+        "OPTIMIZER_PAIR", "SequenceSweep", "open_question_studies", "pair_at_best_lr",
+        "result_name", "run_sequence_sweep", "study_function", "variant_at_best_lr",
     ),
-    "sequential.boundary": ("BoundaryStudy", "boundary_curve", "run_boundary_study"),
+    "sequential.boundary": (
+        "BoundaryStudy", "boundary_curve", "boundary_interference", "boundary_reversion",
+        "run_boundary_study",
+    ),
     "sequential.transfer_figures": (
         "MODE_COLORS", "cosine_grid", "divergence_dashboard", "mark_diverged", "mode_label",
-        "plot_layers", "plot_seen", "realign_curves", "shock_bars", "table1_rows",
+        "moving_average", "plot_layers", "plot_seen", "realign_curves", "shock_bars", "table1",
         "transfer_dashboard",
     ),
     "sequential.optimizer_figures": (
         "OPTIMIZER_COLORS", "TRAIN_LABELS", "boundary_traces", "loss_heatmap", "lr_curves",
-        "sequence_dashboard", "since_curves", "sweep_lines", "table3_rows", "task_curves",
+        "sequence_dashboard", "since_curves", "sweep_lines", "table3", "task_curves",
         "variant_bars", "variant_label",
     ),
     "book.glue": ("glue", "glued_values", "in_colab"),
     "book.claims": ("evaluate_claims", "load_claims"),
     "book.widgets": ("panel",),
+    "book.tables": ("execution_records", "status_table", "timing_table"),
     "launch": ("experiments", "load_sweep", "make_executor", "run_sweep"),
 }  # fmt: skip
 

@@ -244,3 +244,15 @@ def check_notebook_parameters(SCALE: str, SEED: int, DEVICE: str) -> tuple[str, 
     check_int("SEED", SEED, 0, 2**32 - 1)
     check_choice("DEVICE", DEVICE, DEVICES)
     return resolve_scale(SCALE), seed_everything(SEED), resolve_device(DEVICE)
+
+
+def set_torch_threads(scale: str) -> None:
+    """At ci, one torch thread; at other scales, torch's default is left as it is.
+
+    Used by *Zapping and transfer shock*, *How far a shock travels*, *Optimizers and
+    sequential learning* and *Why Adam remembers*.
+    """
+    if scale == "ci":
+        import torch
+
+        torch.set_num_threads(1)  # small models: one thread is fastest on a busy 2-core CPU

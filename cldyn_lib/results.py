@@ -201,3 +201,52 @@ def load_or_compute(
     prov = provenance(config, scale=scale, device=device, sources=sources)
     save_result(path, arrays, prov)
     return Result(arrays, prov, path)
+
+
+# ---------------------------------------------------------------- in the chapters
+
+
+def may_compute(scale: str, at: str = "laptop") -> bool:
+    """Whether a chapter run at ``scale`` may compute a result committed at scale ``at``:
+    only a run at that scale itself, or any run larger than ci for a result committed at ci
+    (one too slow for the ci build's time budget). The ci build never computes one.
+
+    Used by every chapter that shows committed larger-scale results; introduced in
+    *Anticipatory recovery in a language model*.
+    """
+    return scale != "ci" and (at == "ci" or scale == at)
+
+
+def live_result(
+    name: str, config, compute: Callable[[Any], Mapping[str, Any]], scale: str
+) -> dict[str, Any]:
+    """The arrays of the chapter's live run of ``config`` (at the chapter's ``scale``).
+
+    At ci, ``compute(config)`` runs on every execution and nothing is saved; at larger
+    scales the result ``name`` is loaded, or computed and saved
+    (:func:`~cldyn_lib.load_or_compute` with ``scale=scale``).
+    Used by *Zapping and transfer shock*, *How far a shock travels*, *Optimizers and
+    sequential learning* and *Why Adam remembers*.
+    """
+    if scale == "ci":
+        return compute(config)
+    return load_or_compute(name, config, compute, scale=scale, allow_compute=True).arrays
+
+
+def committed_result(
+    name: str,
+    config,
+    compute: Callable[[Any], Mapping[str, Any]],
+    scale: str,
+    *,
+    at: str = "laptop",
+) -> Result:
+    """The result ``name`` of ``config`` committed at scale ``at``, for a chapter run at ``scale``.
+
+    A missing result is an error, except that a chapter run at scale ``at`` computes and
+    saves it, and so does any run larger than ci for a result committed at ci scale (one
+    too slow for the ci build's time budget). So the ci build never starts a computation.
+    Used by *Zapping and transfer shock*, *How far a shock travels*, *Optimizers and
+    sequential learning* and *Why Adam remembers*.
+    """
+    return load_or_compute(name, config, compute, scale=at, allow_compute=may_compute(scale, at))

@@ -33,10 +33,10 @@ def need_mirror(*parts: str) -> Path:
 def tiny_cyclic(**overrides):
     """A cyclic run of well under a second (T=3 documents of 16 tokens, a 2-block model of
     width 16); tests override what they study."""
-    from cldyn_lib.cyclic import CyclicConfig
+    import cldyn_lib as cl
 
     fields = dict(
         n_docs=3, context=16, steps=2, epochs=2, optimizer="adam", lr=1e-3, weights="random",
         width=16, depth=2, heads=2, vocab="docs", device="cpu",
     )  # fmt: skip
-    return CyclicConfig(**{**fields, **overrides})
+    return cl.CyclicConfig(**{**fields, **overrides})

@@ -20,9 +20,10 @@ import types
 import numpy as np
 import torch
 
-from cldyn_lib import checkpoint, convnet, transfer
-from cldyn_lib.fetch import DataSource
-from cldyn_lib.omniglot import OmniglotTensors
+import cldyn_lib as cl
+from cldyn_lib import checkpoint
+from cldyn_lib.data.omniglot import OmniglotTensors
+from cldyn_lib.sequential import transfer_engine
 
 CYCLIC = dict(
     n_docs=3, context=16, steps=2, epochs=4, optimizer="adam", lr=1e-3, reset_optimizer=False,
@@ -35,26 +36,22 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def transfer_data() -> tuple[OmniglotTensors, convnet.ConvNet]:
+def transfer_data() -> tuple[OmniglotTensors, cl.ConvNet]:
     g = torch.Generator().manual_seed(3)
     proto = (torch.rand((4, 1, 1, 28, 28), generator=g) > 0.8).float()
     images = (1 - proto + 0.3 * torch.rand((4, 20, 1, 28, 28), generator=g)).clamp(0, 1)
-    src = DataSource("omniglot", "explicit", "synthetic test fixture")
+    src = cl.DataSource("omniglot", "explicit", "synthetic test fixture")
     data = OmniglotTensors(images[:, :15], images[:, 15:], np.arange(4), "evaluation", src)
-    return data, convnet.ConvNet(4, 10, generator=torch.Generator().manual_seed(0))
+    return data, cl.ConvNet(4, 10, generator=torch.Generator().manual_seed(0))
 
 
 def run(engine: str, ckdir: str | None):
     """The run of ``engine`` (resumed from ``ckdir`` if it holds a checkpoint) -> arrays."""
     if engine == "cyclic":
-        from cldyn_lib import cyclic  # transformers: only when needed (a second per process)
-
-        res = cyclic.run_cyclic(cyclic.CyclicConfig(**CYCLIC), progress=False, checkpoint_dir=ckdir)
+        res = cl.run_cyclic(cl.CyclicConfig(**CYCLIC), progress=False, checkpoint_dir=ckdir)
         return {"losses": res.losses, "train_losses": res.train_losses}
     data, net = transfer_data()
-    res = transfer.run_transfer(
-        transfer.TransferConfig(**TRANSFER), net, data, checkpoint_dir=ckdir
-    )
+    res = cl.run_transfer(cl.TransferConfig(**TRANSFER), net, data, checkpoint_dir=ckdir)
     return {"losses": res.loss, "acc": res.acc, "train_losses": res.train_loss}
 
 
@@ -67,16 +64,16 @@ def main() -> None:
     ap.add_argument("--kill-in-write", type=int, default=-1)
     args = ap.parse_args()
     if args.kill_at >= 0 and args.engine == "cyclic":
-        from cldyn_lib import cyclic
+        from cldyn_lib.cyclic import engine  # transformers: only when needed (a second per process)
 
-        train_episode = cyclic.train_episode
+        train_episode = engine.train_episode
 
         def killing_episode(state, doc):
             if state.episode == args.kill_at:
                 die()
             train_episode(state, doc)
 
-        cyclic.train_episode = killing_episode
+        engine.train_episode = killing_episode
     elif args.kill_at >= 0:
         calls = [0]
 
@@ -86,7 +83,7 @@ def main() -> None:
                 die()
             return torch.nn.functional.cross_entropy(*a, **kw)
 
-        transfer.F = types.SimpleNamespace(cross_entropy=killing_loss)
+        transfer_engine.F = types.SimpleNamespace(cross_entropy=killing_loss)
     if args.kill_in_write >= 0:
         writes = [0]
         write_file = checkpoint._write_file

@@ -24,7 +24,9 @@ MAX_LINES = 400
 
 #: floor of each top-level part of the package: a module imports only from floors <= its own
 FLOORS = {
-    **dict.fromkeys(("config", "metrics", "results", "checkpoint", "files", "plots", "batching"), 0),
+    **dict.fromkeys(
+        ("config", "metrics", "results", "checkpoint", "files", "plots", "batching"), 0
+    ),
     "data": 1,
     "models": 2,
     "cyclic": 3,
@@ -153,7 +155,9 @@ def test_no_private_name_crosses_a_module():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         aliases = set()  # local names bound to cldyn_lib modules
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.level or "cldyn_lib" in (node.module or "")):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or "cldyn_lib" in (node.module or "")
+            ):
                 aliases |= {a.asname or a.name for a in node.names}
             elif isinstance(node, ast.Import):
                 aliases |= {a.asname or a.name for a in node.names if a.name.startswith("cldyn")}
@@ -217,7 +221,9 @@ def chapter_titles() -> list[str]:
     return titles
 
 
-TEACH = re.compile(r"(?:Taught in|Used in|Used by|Introduced in|reuses)[^.]*?(\*[^*]+\*)", re.S | re.I)
+TEACH = re.compile(
+    r"(?:Taught in|Used in|Used by|Introduced in|reuses)[^.]*?(\*[^*]+\*)", re.S | re.I
+)
 
 
 def test_every_public_name_names_the_chapter_that_teaches_it():
@@ -239,6 +245,12 @@ def test_every_public_name_names_the_chapter_that_teaches_it():
             stale += [f"{module}: *{t}*" for t in found if not any(x.startswith(t) for x in titles)]
     assert not missing, f"no chapter named for: {missing}"
     assert not stale, f"chapters that do not exist: {sorted(set(stale))}"
+
+
+def test_api_page_is_generated_from_the_registry():
+    r = subprocess.run([sys.executable, "tools/make_api_page.py", "--check"], cwd=ROOT,
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_api_page_lists_every_public_name():
@@ -325,3 +337,33 @@ print("ok")
 """
     r = run_python(code)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- the chapters
+
+
+def chapter_code() -> dict[str, str]:
+    import json
+
+    out = {}
+    for nb in sorted((ROOT / "book").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        out[nb.stem] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return out
+
+
+def test_chapters_use_only_the_public_api():
+    bad = []
+    for name, code in chapter_code().items():
+        for pattern in (r"from cldyn_lib", r"import cldyn_lib\.", r"cldyn_lib\.\w", r"myst_nb",
+                        r"\bcl\.(?:cyclic|sequential|data|models|book)\."):  # fmt: skip
+            bad += [f"{name}: {m}" for m in re.findall(rf".*{pattern}.*", code)]
+    assert not bad, "\n".join(bad)
+
+
+def test_chapters_define_no_helpers_and_never_branch_on_the_scale():
+    bad = []
+    for name, code in chapter_code().items():
+        bad += [f"{name}: {m.strip()}" for m in re.findall(r"^\s*def \w+.*$", code, re.M)]
+        bad += [f"{name}: {m.strip()}" for m in re.findall(r".*\bscale\s*[=!]=.*", code)]
+    assert not bad, "\n".join(bad)

@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
+import cldyn_lib as cl
 from cldyn_lib import cli, launch
 from cldyn_lib.config import ConfigError
-from cldyn_lib.toy import ToyConfig, run_toy
 
 
-def _toy_direct(cfg: ToyConfig) -> dict:
-    return run_toy(cfg).to_arrays()
+def _toy_direct(cfg: cl.ToyConfig) -> dict:
+    return cl.run_toy(cfg).to_arrays()
 
 
 def test_help_documents_every_field_of_every_experiment(capsys):
@@ -37,10 +37,10 @@ def test_parse_value_and_grid():
     assert cli.parse_value("false", "bool") is False
     assert cli.parse_value("1e-3,1e-2", "tuple") == (1e-3, 1e-2)
     assert cli.parse_value("iid", "tuple") == ("iid",)
-    grid = cli.parse_vary(["seed=0:3", "lr=0.01,0.02"], ToyConfig)
+    grid = cli.parse_vary(["seed=0:3", "lr=0.01,0.02"], cl.ToyConfig)
     assert len(grid) == 6 and grid[0] == {"seed": "0", "lr": "0.01"}
     with pytest.raises(ConfigError, match="unknown field 'sed'"):
-        cli.parse_vary(["sed=0:3"], ToyConfig)
+        cli.parse_vary(["sed=0:3"], cl.ToyConfig)
 
 
 def test_bad_value_exits_with_the_configs_message_before_compute(capsys, tmp_path):
@@ -52,12 +52,10 @@ def test_bad_value_exits_with_the_configs_message_before_compute(capsys, tmp_pat
 
 
 def test_run_writes_a_result_equal_to_the_direct_run(tmp_path):
-    from cldyn_lib.results import load_result
-
     out = tmp_path / "toy.npz"
     assert cli.main(["run", "toy", "--seed", "3", "--epochs", "4", "--out", str(out)]) == 0
-    res = load_result(out)
-    direct = _toy_direct(ToyConfig.preset("ci", seed=3, epochs=4))
+    res = cl.load_result(out)
+    direct = _toy_direct(cl.ToyConfig.preset("ci", seed=3, epochs=4))
     for k, v in direct.items():
         np.testing.assert_array_equal(res[k], v)
     assert res.provenance["config"]["seed"] == 3 and res.provenance["experiment"] == "toy"
@@ -67,7 +65,7 @@ def test_run_writes_a_result_equal_to_the_direct_run(tmp_path):
 def test_sweep_on_an_executor_packs_results_that_load_back(tmp_path, executor):
     if executor == "submitit-local":
         import submitit  # noqa: F401  (in the test extra: a missing one fails, never skips)
-    cfgs = [ToyConfig.preset("ci", seed=s, epochs=3) for s in (0, 1, 2)]
+    cfgs = [cl.ToyConfig.preset("ci", seed=s, epochs=3) for s in (0, 1, 2)]
     ex = launch.make_executor(
         executor, tmp_path / "logs", **({"max_workers": 2} if executor == "local" else {})
     )
@@ -85,10 +83,8 @@ def test_sweep_on_an_executor_packs_results_that_load_back(tmp_path, executor):
 
 
 def test_sweep_rejects_wrong_config_types(tmp_path):
-    from cldyn_lib.cyclic import CyclicConfig
-
     with pytest.raises(ConfigError, match="is not a ToyConfig"):
-        launch.run_sweep("toy", [CyclicConfig()], tmp_path / "x.npz", launch.InlineExecutor())
+        launch.run_sweep("toy", [cl.CyclicConfig()], tmp_path / "x.npz", launch.InlineExecutor())
     with pytest.raises(ConfigError, match="executor must be one of"):
         launch.make_executor("kubernetes")
 
@@ -105,5 +101,5 @@ def test_command_line_sweep_through_submitit(tmp_path):
     sw = launch.load_sweep(out)
     assert sw.field("seed") == [0, 1] and sw.provenance["sweep"]["executor"] == "LocalExecutor"
     np.testing.assert_array_equal(
-        sw.run(1)["losses"], _toy_direct(ToyConfig.preset("ci", seed=1, epochs=2))["losses"]
+        sw.run(1)["losses"], _toy_direct(cl.ToyConfig.preset("ci", seed=1, epochs=2))["losses"]
     )

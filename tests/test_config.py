@@ -6,7 +6,6 @@ import pytest
 
 import cldyn_lib as cl
 from cldyn_lib import config as c
-from cldyn_lib.toy import ToyConfig
 
 
 @pytest.mark.parametrize(
@@ -32,12 +31,12 @@ def test_config_error_is_a_value_error():
 
 
 def test_presets_and_overrides():
-    cfg = ToyConfig.preset("ci", seed=3)
-    assert cfg.epochs == ToyConfig.PRESETS["ci"]["epochs"] and cfg.seed == 3
+    cfg = cl.ToyConfig.preset("ci", seed=3)
+    assert cfg.epochs == cl.ToyConfig.PRESETS["ci"]["epochs"] and cfg.seed == 3
     with pytest.raises(c.ConfigError, match="unknown parameter\\(s\\) lrr"):
-        ToyConfig.preset("ci", lrr=0.1)
+        cl.ToyConfig.preset("ci", lrr=0.1)
     with pytest.raises(c.ConfigError, match="SCALE must be one of"):
-        ToyConfig.preset("huge")
+        cl.ToyConfig.preset("huge")
     with pytest.raises(c.ConfigError, match="unknown parameter"):
         cfg.replace(nope=1)
     with pytest.raises(c.ConfigError, match="lr must be"):
@@ -47,7 +46,7 @@ def test_presets_and_overrides():
 
 
 def test_key_is_stable_and_changes_with_fields():
-    a, b = ToyConfig(), ToyConfig()
+    a, b = cl.ToyConfig(), cl.ToyConfig()
     assert a.key() == b.key() and len(a.key()) == 12
     assert a.key() != a.replace(seed=1).key()
 

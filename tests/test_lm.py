@@ -12,8 +12,9 @@ import torch
 from conftest import need_mirror
 
 import cldyn_lib as cl
-from cldyn_lib import cyclic, documents, lm, standin, sweeps
-from cldyn_lib.cyclic import CyclicConfig
+from cldyn_lib.cyclic.sweeps import variant
+from cldyn_lib.data import documents
+from cldyn_lib.models import gpt_neox, small_lm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,9 +27,9 @@ def weight(model, suffix: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("dims", ["model", "reference"])
 def test_pythia_init_uses_small_and_wang_init(dims):
-    a = lm.arch("pythia-70m", width=128, depth=4, heads=4, vocab_size=500)
-    model = lm.build_random(a, "pythia", dims, seed=1)
-    d, L = (128, 4) if dims == "model" else lm.REFERENCE_DIMS
+    a = cl.pythia_arch("pythia-70m", width=128, depth=4, heads=4, vocab_size=500)
+    model = cl.build_random(a, "pythia", dims, seed=1)
+    d, L = (128, 4) if dims == "model" else gpt_neox.REFERENCE_DIMS
     small, wang = math.sqrt(2 / (5 * d)), 2 / (L * math.sqrt(d))
     for suffix, std in [
         ("query_key_value.weight", small), ("dense_h_to_4h.weight", small),
@@ -36,48 +37,48 @@ def test_pythia_init_uses_small_and_wang_init(dims):
         ("dense_4h_to_h.weight", wang),
     ]:  # fmt: skip
         assert weight(model, suffix).std().item() == pytest.approx(std, rel=0.03), suffix
-    head = lm.output_head(model).weight  # found by get_output_embeddings, not by name
+    head = gpt_neox.output_head(model).weight  # found by get_output_embeddings, not by name
     assert head.std().item() == pytest.approx(small, rel=0.03)
     assert weight(model, "query_key_value.bias").abs().max() == 0
     assert (weight(model, "input_layernorm.weight") == 1).all()
 
 
 def test_gaussian_init_and_seeds():
-    a = lm.arch("pythia-70m", width=64, depth=2, heads=4, vocab_size=300)
-    g = lm.build_random(a, "gaussian", seed=0)
+    a = cl.pythia_arch("pythia-70m", width=64, depth=2, heads=4, vocab_size=300)
+    g = cl.build_random(a, "gaussian", seed=0)
     for suffix in ("query_key_value.weight", "dense_4h_to_h.weight", "embed_in.weight"):
         assert weight(g, suffix).std().item() == pytest.approx(0.02, rel=0.05)
-    same = lm.build_random(a, "gaussian", seed=0)
-    other = lm.build_random(a, "gaussian", seed=1)
+    same = cl.build_random(a, "gaussian", seed=0)
+    other = cl.build_random(a, "gaussian", seed=1)
     assert torch.equal(weight(g, "embed_in.weight"), weight(same, "embed_in.weight"))
     assert not torch.equal(weight(g, "embed_in.weight"), weight(other, "embed_in.weight"))
 
 
 def test_arch_knobs_parameter_count_and_pythia_shapes():
-    a = lm.arch("pythia-1b")
+    a = cl.pythia_arch("pythia-1b")
     assert (a.width, a.depth, a.heads, a.mlp_width) == (2048, 16, 8, 8192)
-    small = lm.arch("pythia-160m", width=96, depth=3, heads=3, mlp_width=200, vocab_size=700)
-    model = lm.build_random(small)
+    small = cl.pythia_arch("pythia-160m", width=96, depth=3, heads=3, mlp_width=200, vocab_size=700)
+    model = cl.build_random(small)
     assert sum(p.numel() for p in model.parameters()) == small.n_params()
     assert small.n_params(embeddings=False) == small.n_params() - 2 * 700 * 96
-    assert model.config.intermediate_size == 200 and len(lm.blocks(model)) == 3
+    assert model.config.intermediate_size == 200 and len(gpt_neox.blocks(model)) == 3
     # Pythia-1B's non-embedding parameters: about 805M (its name counts the embeddings too)
     assert 0.80e9 < a.n_params(embeddings=False) < 0.81e9
 
 
 def test_restrict_vocab_keeps_the_logits_of_kept_tokens_and_freeze_counts():
-    a = lm.arch("pythia-70m", width=32, depth=2, heads=4, vocab_size=50)
-    model = lm.build_random(a, seed=2)
+    a = cl.pythia_arch("pythia-70m", width=32, depth=2, heads=4, vocab_size=50)
+    model = cl.build_random(a, seed=2)
     keep = np.array([0, 3, 7, 9, 42])
     ids_full = torch.tensor([[3, 9, 42, 7, 0, 3]])
     with torch.no_grad():
         full = model(input_ids=ids_full).logits[..., keep]
-    lm.restrict_vocab_(model, keep)
+    gpt_neox.restrict_vocab_(model, keep)
     ids_new = torch.tensor([[1, 3, 4, 2, 0, 1]])
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids_new).logits, full)
-    frozen = lm.freeze_blocks_(model, 1)
-    block0 = sum(p.numel() for p in lm.blocks(model)[0].parameters())
+    frozen = gpt_neox.freeze_blocks_(model, 1)
+    block0 = sum(p.numel() for p in gpt_neox.blocks(model)[0].parameters())
     assert frozen == 5 * 32 + block0
 
 
@@ -99,17 +100,17 @@ def test_vocabularies():
 
 def test_document_selection_is_seeded_and_respects_length_and_exclusions():
     need_mirror("cnn_dailymail", "articles_permissive.jsonl")
-    pool = documents.tokenize_pool("permissive")
+    pool = cl.tokenize_pool("permissive")
     assert len(pool) == 270
-    a = documents.select_documents(pool, 5, 64, seed=3)
-    b = documents.select_documents(pool, 5, 64, seed=3)
+    a = cl.select_documents(pool, 5, 64, seed=3)
+    b = cl.select_documents(pool, 5, 64, seed=3)
     assert a.ids == b.ids and np.array_equal(a.tokens, b.tokens)
     assert a.tokens.shape == (5, 64) and (a.lengths == 64).all()
-    long = documents.select_documents(pool, 42, 1024, seed=0)  # 42 articles have >= 1024
+    long = cl.select_documents(pool, 42, 1024, seed=0)  # 42 articles have >= 1024
     assert (long.lengths == 1024).all()
     with pytest.raises(cl.ConfigError, match="n_docs must be <= 42"):
-        documents.select_documents(pool, 43, 1024)
-    centre = documents.select_documents(pool, 3, 64, window="centre", exclude=set(a.ids))
+        cl.select_documents(pool, 43, 1024)
+    centre = cl.select_documents(pool, 3, 64, window="centre", exclude=set(a.ids))
     assert centre.tokens.shape == (3, 128) and not set(centre.ids) & set(a.ids)
     ids, n = centre.window_at(centre.eval_start)
     assert ids.shape == (3, 64) and np.array_equal(ids, centre.tokens[:, 32:96])
@@ -117,16 +118,16 @@ def test_document_selection_is_seeded_and_respects_length_and_exclusions():
 
 def test_standin_pretrains_caches_and_never_sees_the_cyclic_pool():
     need_mirror("cnn_dailymail", "articles.jsonl")
-    corpus = standin.pretraining_corpus()
-    permissive = documents.tokenize_pool("permissive")
+    corpus = small_lm.pretraining_corpus()
+    permissive = cl.tokenize_pool("permissive")
     assert len(corpus) == 2100 and not set(corpus.ids) & set(permissive.ids)
-    cfg = standin.StandinConfig(width=16, depth=1, heads=2, vocab_k=64, seq=16, batch=4,
+    cfg = cl.SmallLMConfig(width=16, depth=1, heads=2, vocab_k=64, seq=16, batch=4,
                                  steps=40, lr=1e-2, seed=987)  # fmt: skip
-    weights, meta = standin._cache_paths(cfg)
+    weights, meta = small_lm.cache_paths(cfg)
     try:
-        s = standin.load_standin(cfg, progress=False)
+        s = cl.load_small_lm(cfg, progress=False)
         assert s.info["final_loss"] < s.info["first_loss"] - 0.5
-        again = standin.load_standin(cfg, progress=False)  # from the cache
+        again = cl.load_small_lm(cfg, progress=False)  # from the cache
         for (n1, p1), (_, p2) in zip(s.model.named_parameters(), again.model.named_parameters()):
             assert torch.equal(p1, p2), n1
         assert np.array_equal(s.vocab.ids, again.vocab.ids) and s.vocab.size == 64
@@ -137,17 +138,17 @@ def test_standin_pretrains_caches_and_never_sees_the_cyclic_pool():
 
 def test_sweep_summaries_and_key_stability():
     need_mirror("cnn_dailymail", "articles_permissive.jsonl")
-    base = CyclicConfig(n_docs=3, context=16, steps=2, epochs=3, optimizer="adam", lr=1e-3,
+    base = cl.CyclicConfig(n_docs=3, context=16, steps=2, epochs=3, optimizer="adam", lr=1e-3,
                         weights="random", width=16, depth=1, heads=2, vocab="docs", device="cpu")  # fmt: skip
-    sw = sweeps.Sweep("t", base, (sweeps._v("M=1", steps=1), sweeps._v("M=2", steps=2)), (0, 1))
-    arrays = sweeps.run_sweep(sw, progress=False)
+    sw = cl.CyclicSweep("t", base, (variant("M=1", steps=1), variant("M=2", steps=2)), (0, 1))
+    arrays = cl.run_cyclic_sweep(sw, progress=False)
     assert arrays["v1_score"].shape == (2, 2) and arrays["v0_losses"].shape == (2, 10, 3)
-    direct = cyclic.run_cyclic(sw.config(1, 1), progress=False)
+    direct = cl.run_cyclic(sw.config(1, 1), progress=False)
     np.testing.assert_allclose(arrays["v1_score"][1], direct.recovery_scores(), rtol=1e-5)
-    assert sw.key() == sweeps.Sweep("t", base, sw.variants, (0, 1)).key()
-    assert sw.key() != sweeps.Sweep("t", base.replace(lr=2e-3), sw.variants, (0, 1)).key()
+    assert sw.key() == cl.CyclicSweep("t", base, sw.variants, (0, 1)).key()
+    assert sw.key() != cl.CyclicSweep("t", base.replace(lr=2e-3), sw.variants, (0, 1)).key()
     with pytest.raises(cl.ConfigError, match="steps must be an integer"):
-        sweeps.Sweep("t", base, (sweeps._v("bad", steps=0),))
+        cl.CyclicSweep("t", base, (variant("bad", steps=0),))
 
 
 def test_benchmark_reference_style_loop_agrees_with_the_engine():
@@ -155,9 +156,9 @@ def test_benchmark_reference_style_loop_agrees_with_the_engine():
     spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "cyclic_eval.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    cfg = CyclicConfig(n_docs=4, context=16, steps=2, epochs=2, optimizer="adam", lr=1e-3,
+    cfg = cl.CyclicConfig(n_docs=4, context=16, steps=2, epochs=2, optimizer="adam", lr=1e-3,
                        weights="random", width=16, depth=1, heads=2, vocab="docs", device="cpu")  # fmt: skip
     ref, clock = bench.reference_style_run(cfg)
-    eng = cyclic.run_cyclic(cfg, progress=False)
+    eng = cl.run_cyclic(cfg, progress=False)
     np.testing.assert_allclose(eng.losses, ref, rtol=1e-5, atol=1e-5)
     assert clock["eval_s"] > 0 and not np.array_equal(ref[0], ref[-1])

@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import need_mirror
 
-from cldyn_lib import omniglot
+import cldyn_lib as cl
 from cldyn_lib.config import ConfigError
+from cldyn_lib.data import omniglot
 
 
 def test_drawing_split_is_a_seeded_partition_of_the_20_drawings():
@@ -32,10 +33,8 @@ def test_class_subset():
 
 def test_load_picks_the_seeded_drawings_of_the_canonical_order():
     need_mirror("omniglot", "derived", "omniglot_105x105_packed.npz")
-    from cldyn_lib.datasets import load_omniglot
-
-    data = omniglot.load("evaluation", 12, data_seed=3)
-    raw = load_omniglot("evaluation")
+    data = cl.load_omniglot_tensors("evaluation", 12, data_seed=3)
+    raw = cl.load_omniglot("evaluation")
     train_idx, test_idx = omniglot.drawing_split(659, 3)
     assert data.train_x.shape == (12, 15, 1, 28, 28) and data.train_x.dtype == torch.float32
     assert float(data.train_x.min()) >= 0 and float(data.train_x.max()) == 1.0

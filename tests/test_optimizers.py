@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from test_zapping import fake_omniglot
 
-from cldyn_lib import convnet, metrics, omniglot, optimizers, pretrain, seqlearn, transfer, whyadam
+import cldyn_lib as cl
 from cldyn_lib.config import ConfigError
-from cldyn_lib.resnet import ResNet
+from cldyn_lib.sequential import sequence, transfer
 
 G1, G2, G3 = [0.5, -1.0, 0.0], [0.1, 0.3, 0.0], [-0.2, 0.4, 2.0]
 
@@ -52,7 +52,7 @@ def adam_by_hand(grads, lr, b1, b2, eps, power, w0=(1.0, -2.0, 3.0)):
      ((0.0, 0.0), 0.5)],
 )  # fmt: skip
 def test_adamp_matches_the_update_computed_by_hand(betas, power):
-    w, _ = run_steps(optimizers.AdamP, [G1, G2, G3], lr=0.1, betas=betas, eps=1e-3, power=power)
+    w, _ = run_steps(cl.AdamP, [G1, G2, G3], lr=0.1, betas=betas, eps=1e-3, power=power)
     expected = adam_by_hand([G1, G2, G3], 0.1, *betas, 1e-3, power)
     assert np.allclose(w, expected, rtol=1e-12, atol=1e-12)
 
@@ -60,9 +60,9 @@ def test_adamp_matches_the_update_computed_by_hand(betas, power):
 def test_adamp_first_step_by_hand():
     # after one step m_hat = g and v_hat = g**2: Adam moves by lr * g / (|g| + eps), no-sqrt
     # Adam by lr * g / (g**2 + eps); a zero gradient moves nothing
-    w, _ = run_steps(optimizers.AdamP, [G1], lr=0.1, eps=1e-3, power=0.5)
+    w, _ = run_steps(cl.AdamP, [G1], lr=0.1, eps=1e-3, power=0.5)
     assert np.allclose(w, [1 - 0.1 * 0.5 / 0.501, -2 + 0.1 * 1.0 / 1.001, 3.0])
-    w, _ = run_steps(optimizers.AdamP, [G1], lr=0.1, eps=1e-3, power=1.0)
+    w, _ = run_steps(cl.AdamP, [G1], lr=0.1, eps=1e-3, power=1.0)
     assert np.allclose(w, [1 - 0.1 * 0.5 / 0.251, -2 + 0.1 * 1.0 / 1.001, 3.0])
 
 
@@ -71,7 +71,7 @@ def test_adamp_with_power_one_half_is_torch_adam():
     a = torch.randn(7, 5, requires_grad=True)
     b = a.detach().clone().requires_grad_()
     target = torch.randn(7, 5)
-    ours = optimizers.AdamP([a], lr=1e-2, betas=(0.8, 0.99), eps=1e-6)
+    ours = cl.AdamP([a], lr=1e-2, betas=(0.8, 0.99), eps=1e-6)
     ref = torch.optim.Adam([b], lr=1e-2, betas=(0.8, 0.99), eps=1e-6)
     for _ in range(25):
         for w, opt in ((a, ours), (b, ref)):
@@ -83,7 +83,7 @@ def test_adamp_with_power_one_half_is_torch_adam():
 
 
 def test_diagonal_fisher_uses_the_running_mean_of_squared_gradients():
-    w, opt = run_steps(optimizers.DiagonalFisher, [G1, G2], lr=0.1, eps=0.01)
+    w, opt = run_steps(cl.DiagonalFisher, [G1, G2], lr=0.1, eps=0.01)
     f1 = np.square(G1)
     f2 = (np.square(G1) + np.square(G2)) / 2
     expected = np.array([1.0, -2.0, 3.0]) - 0.1 * np.array(G1) / (f1 + 0.01)
@@ -95,14 +95,14 @@ def test_diagonal_fisher_uses_the_running_mean_of_squared_gradients():
 
 def test_build_optimizer_picks_the_class_of_the_config():
     p = [torch.nn.Parameter(torch.zeros(2))]
-    cfg = transfer.TransferConfig
-    assert type(optimizers.build_optimizer(cfg(optimizer="sgd"), p)) is torch.optim.SGD
-    assert type(optimizers.build_optimizer(cfg(optimizer="adam"), p)) is torch.optim.Adam
-    adamp = optimizers.build_optimizer(cfg(optimizer="adam", adam_power=1.0, eps=1e-3), p)
-    assert type(adamp) is optimizers.AdamP and adamp.param_groups[0]["power"] == 1.0
-    fisher = optimizers.build_optimizer(cfg(optimizer="fisher", eps=0.01), p)
-    assert type(fisher) is optimizers.DiagonalFisher and fisher.param_groups[0]["eps"] == 0.01
-    for name, overrides in optimizers.VARIANTS.items():
+    cfg = cl.TransferConfig
+    assert type(cl.build_optimizer(cfg(optimizer="sgd"), p)) is torch.optim.SGD
+    assert type(cl.build_optimizer(cfg(optimizer="adam"), p)) is torch.optim.Adam
+    adamp = cl.build_optimizer(cfg(optimizer="adam", adam_power=1.0, eps=1e-3), p)
+    assert type(adamp) is cl.AdamP and adamp.param_groups[0]["power"] == 1.0
+    fisher = cl.build_optimizer(cfg(optimizer="fisher", eps=0.01), p)
+    assert type(fisher) is cl.DiagonalFisher and fisher.param_groups[0]["eps"] == 0.01
+    for name, overrides in cl.VARIANTS.items():
         assert cfg(**overrides).optimizer in transfer.OPTIMIZERS, name
 
 
@@ -111,15 +111,15 @@ def test_build_optimizer_picks_the_class_of_the_config():
 
 def test_moment_tracker_first_step_and_reset():
     data = fake_omniglot(3, split="evaluation")
-    net = convnet.ConvNet(4, 6, generator=torch.Generator().manual_seed(0))
-    cfg = transfer.TransferConfig(n_classes=3, eval_every=1, epochs=2, lr=1e-2, train="all")
+    net = cl.ConvNet(4, 6, generator=torch.Generator().manual_seed(0))
+    cfg = cl.TransferConfig(n_classes=3, eval_every=1, epochs=2, lr=1e-2, train="all")
     trackers = []
 
     def start(state):
-        trackers.append(optimizers.MomentTracker(state.model, 90, reset_at=[45]))
+        trackers.append(cl.MomentTracker(state.model, 90, reset_at=[45]))
         return trackers[-1]
 
-    transfer.run_transfer(cfg, net, data, on_start=start)
+    cl.run_transfer(cfg, net, data, on_start=start)
     stats = trackers[0].stats  # (step, stat, layer)
     grad, upd, m, v_rms, cos = (stats[:, i] for i in range(5))
     # step 1: m_hat = g and v_hat = g**2, so ||m_hat|| = ||g||, cos = 1, rms(v_hat) = rms(g)
@@ -135,14 +135,14 @@ def test_moment_tracker_first_step_and_reset():
 
 
 def test_multi_epoch_schedule_follows_the_loss_matrix_convention():
-    cfg = transfer.TransferConfig(n_classes=4, eval_every=1, epochs=3)
+    cfg = cl.TransferConfig(n_classes=4, eval_every=1, epochs=3)
     seen, trained_at = transfer.eval_schedule(cfg)
     rows = transfer.training_rows(cfg)
     assert seen.tolist() == list(range(13))
-    assert np.array_equal(rows, metrics.after_training_rows(metrics.default_schedule(4, 3)))
+    assert np.array_equal(rows, cl.after_training_rows(cl.default_schedule(4, 3)))
     assert trained_at.tolist() == [9, 10, 11, 12]
     assert transfer.eval_steps(cfg, 15).tolist() == [15 * k for k in range(13)]
-    coarse = transfer.TransferConfig(n_classes=5, eval_every=2, epochs=2, batch_size=4)
+    coarse = cl.TransferConfig(n_classes=5, eval_every=2, epochs=2, batch_size=4)
     assert transfer.eval_schedule(coarse)[0].tolist() == [0, 2, 4, 5, 7, 9, 10]
     assert transfer.training_rows(coarse).tolist() == [[1, 1, 2, 2, 3], [4, 4, 5, 5, 6]]
     # 75 images in batches of 4: 19 steps per epoch, no batch straddles an epoch
@@ -151,10 +151,10 @@ def test_multi_epoch_schedule_follows_the_loss_matrix_convention():
 
 def test_loss_matrix_rows_line_up_with_the_task_order():
     data = fake_omniglot(5, seed=1, split="evaluation")
-    net = convnet.ConvNet(4, 8, generator=torch.Generator().manual_seed(0))
-    cfg = transfer.TransferConfig(n_classes=5, eval_every=1, epochs=2, optimizer="sgd",
+    net = cl.ConvNet(4, 8, generator=torch.Generator().manual_seed(0))
+    cfg = cl.TransferConfig(n_classes=5, eval_every=1, epochs=2, optimizer="sgd",
                                   momentum=0.0, lr=0.05)  # fmt: skip
-    res = transfer.run_transfer(cfg, net, data)
+    res = cl.run_transfer(cfg, net, data)
     assert res.loss.shape == (11, 5) and res.train_loss.shape == (150,)
     drops = res.loss[:-1] - res.loss[1:]  # drops[k] = improvement from row k to row k+1
     # in epoch 1, each task's loss falls most in the row right after its own training
@@ -168,34 +168,34 @@ def test_loss_matrix_rows_line_up_with_the_task_order():
 
 def test_same_seed_bitwise_identical_for_every_optimizer_and_seeds_differ():
     data = fake_omniglot(3, seed=2, split="evaluation")
-    net = convnet.ConvNet(4, 6, generator=torch.Generator().manual_seed(0))
-    for overrides in optimizers.VARIANTS.values():
-        cfg = transfer.TransferConfig(n_classes=3, eval_every=1, epochs=2, lr=1e-3,
+    net = cl.ConvNet(4, 6, generator=torch.Generator().manual_seed(0))
+    for overrides in cl.VARIANTS.values():
+        cfg = cl.TransferConfig(n_classes=3, eval_every=1, epochs=2, lr=1e-3,
                                       train="all", **overrides)  # fmt: skip
-        a, b = transfer.run_transfer(cfg, net, data), transfer.run_transfer(cfg, net, data)
+        a, b = cl.run_transfer(cfg, net, data), cl.run_transfer(cfg, net, data)
         assert np.array_equal(a.loss, b.loss) and np.array_equal(a.train_loss, b.train_loss)
-        c = transfer.run_transfer(cfg.replace(seed=1), net, data)
+        c = cl.run_transfer(cfg.replace(seed=1), net, data)
         assert not np.array_equal(a.loss, c.loss)
 
 
 def test_fresh_head_size_eval_split_and_rotation():
     data = fake_omniglot(3, seed=4, split="evaluation")
-    net = convnet.ConvNet(4, 9, generator=torch.Generator().manual_seed(0))
-    cfg = transfer.TransferConfig(n_classes=3, eval_every=1, lr=1e-2)
-    small = transfer.run_transfer(cfg.replace(head_outputs=3), net, data)
+    net = cl.ConvNet(4, 9, generator=torch.Generator().manual_seed(0))
+    cfg = cl.TransferConfig(n_classes=3, eval_every=1, lr=1e-2)
+    small = cl.run_transfer(cfg.replace(head_outputs=3), net, data)
     assert small.model.head.out_features == 3 and net.head.out_features == 9
-    on_train = transfer.run_transfer(cfg.replace(eval_split="train"), net, data)
-    held_out = transfer.run_transfer(cfg, net, data)
+    on_train = cl.run_transfer(cfg.replace(eval_split="train"), net, data)
+    held_out = cl.run_transfer(cfg, net, data)
     assert np.array_equal(on_train.train_loss, held_out.train_loss)  # same training
     assert not np.array_equal(on_train.loss, held_out.loss)  # evaluated on other images
-    rotated = transfer.run_transfer(cfg.replace(task_rotation=90.0), net, data)
+    rotated = cl.run_transfer(cfg.replace(task_rotation=90.0), net, data)
     assert not np.array_equal(rotated.train_loss[15:], held_out.train_loss[15:])
     assert np.array_equal(rotated.train_loss[:15], held_out.train_loss[:15])  # class 0: 0 deg
 
 
 def test_rotate_tasks_by_quarter_turns_is_rot90():
     data = fake_omniglot(3, seed=5)
-    rot = omniglot.rotate_tasks(data, 90.0)
+    rot = cl.rotate_tasks(data, 90.0)
     assert torch.equal(rot.train_x[0], data.train_x[0])
     assert torch.allclose(rot.train_x[1], torch.rot90(data.train_x[1], 1, dims=(-2, -1)), atol=1e-5)
     assert torch.allclose(rot.test_x[2], torch.rot90(data.test_x[2], 2, dims=(-2, -1)), atol=1e-5)
@@ -208,32 +208,32 @@ def test_rotate_tasks_by_quarter_turns_is_rot90():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: transfer.TransferConfig(optimizer="rmsprop"),
+        (lambda: cl.TransferConfig(optimizer="rmsprop"),
          "optimizer must be one of 'sgd', 'adam', 'fisher'; got 'rmsprop'"),
-        (lambda: transfer.TransferConfig(beta1=1.0), r"beta1 must be a number in \[0, 1\); got 1.0"),
-        (lambda: transfer.TransferConfig(beta2=-0.1), r"beta2 must be a number in \[0, 1\); got -0.1"),
-        (lambda: transfer.TransferConfig(eps=0.0), r"eps must be a number in \(0, 1\]; got 0.0"),
-        (lambda: transfer.TransferConfig(adam_power=0),
+        (lambda: cl.TransferConfig(beta1=1.0), r"beta1 must be a number in \[0, 1\); got 1.0"),
+        (lambda: cl.TransferConfig(beta2=-0.1), r"beta2 must be a number in \[0, 1\); got -0.1"),
+        (lambda: cl.TransferConfig(eps=0.0), r"eps must be a number in \(0, 1\]; got 0.0"),
+        (lambda: cl.TransferConfig(adam_power=0),
          r"adam_power must be a number in \(0, 1\]; got 0"),
-        (lambda: transfer.TransferConfig(epochs=0), r"epochs must be an integer in \[1, 10000\]; got 0"),
-        (lambda: transfer.TransferConfig(eval_split="val"), "eval_split must be one of 'test', 'train'"),
-        (lambda: transfer.TransferConfig(n_classes=10, eval_every=1, head_outputs=5),
+        (lambda: cl.TransferConfig(epochs=0), r"epochs must be an integer in \[1, 10000\]; got 0"),
+        (lambda: cl.TransferConfig(eval_split="val"), "eval_split must be one of 'test', 'train'"),
+        (lambda: cl.TransferConfig(n_classes=10, eval_every=1, head_outputs=5),
          r"head_outputs must be 0 \(keep the pre-trained head's rows\) or an integer in "
          r"\[n_classes=10, 100000\]; got 5"),
-        (lambda: transfer.TransferConfig(task_rotation=200),
+        (lambda: cl.TransferConfig(task_rotation=200),
          r"task_rotation must be a number in \[-180, 180\]; got 200"),
-        (lambda: seqlearn.SequenceStudy(variants=("rmsprop",), lrs=((1e-3,),)),
+        (lambda: cl.SequenceStudy(variants=("rmsprop",), lrs=((1e-3,),)),
          "variant must be one of 'sgd', 'sgd_momentum', 'adam'"),
-        (lambda: seqlearn.SequenceStudy(lrs=((1e-3,),)),
+        (lambda: cl.SequenceStudy(lrs=((1e-3,),)),
          r"lrs must be a tuple of 2 learning-rate grids \(one per variant\)"),
-        (lambda: seqlearn.SequenceStudy(lrs=((1e-3,), (-1.0,))), r"lr must be a number in \(0, inf\]"),
-        (lambda: seqlearn.SequenceStudy(trains=("conv",)), "train must be one of 'head', 'all'"),
-        (lambda: seqlearn.SequenceStudy(batch_size=0), r"batch_size must be an integer in \[1, 100000\]"),
-        (lambda: whyadam.Sweep(field="lr"), "field must be one of 'n_classes', 'task_rotation'"),
-        (lambda: whyadam.Sweep(field="n_classes", values=(1,)), r"n_classes must be an integer in \[2, 659\]"),
-        (lambda: whyadam.BoundaryStudy(arms=("adam", "lion"), lrs=(1e-3, 1e-3)), "arm must be one of"),
-        (lambda: whyadam.BoundaryStudy(epochs=1), r"epochs must be an integer in \[2, 100\]"),
-        (lambda: pretrain.PretrainConfig(arch="vit"), "arch must be one of 'convnet', 'resnet'"),
+        (lambda: cl.SequenceStudy(lrs=((1e-3,), (-1.0,))), r"lr must be a number in \(0, inf\]"),
+        (lambda: cl.SequenceStudy(trains=("conv",)), "train must be one of 'head', 'all'"),
+        (lambda: cl.SequenceStudy(batch_size=0), r"batch_size must be an integer in \[1, 100000\]"),
+        (lambda: cl.SequenceSweep(field="lr"), "field must be one of 'n_classes', 'task_rotation'"),
+        (lambda: cl.SequenceSweep(field="n_classes", values=(1,)), r"n_classes must be an integer in \[2, 659\]"),
+        (lambda: cl.BoundaryStudy(arms=("adam", "lion"), lrs=(1e-3, 1e-3)), "arm must be one of"),
+        (lambda: cl.BoundaryStudy(epochs=1), r"epochs must be an integer in \[2, 100\]"),
+        (lambda: cl.PretrainConfig(arch="vit"), "arch must be one of 'convnet', 'resnet'"),
     ],
 )  # fmt: skip
 def test_bad_optimizer_settings_raise_config_errors_naming_the_field(make, match):
@@ -244,11 +244,11 @@ def test_bad_optimizer_settings_raise_config_errors_naming_the_field(make, match
 def test_adamp_and_fisher_reject_bad_hyperparameters():
     p = [torch.nn.Parameter(torch.zeros(1))]
     with pytest.raises(ValueError, match="betas must lie in"):
-        optimizers.AdamP(p, betas=(0.9, 1.0))
+        cl.AdamP(p, betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="power"):
-        optimizers.AdamP(p, power=0.0)
+        cl.AdamP(p, power=0.0)
     with pytest.raises(ValueError, match="eps > 0"):
-        optimizers.DiagonalFisher(p, eps=0.0)
+        cl.DiagonalFisher(p, eps=0.0)
 
 
 # ---------------------------------------------------------------- metrics of the studies
@@ -258,13 +258,13 @@ def test_run_metrics_and_loss_since_training_by_hand():
     # 2 tasks, 2 epochs: rows 0..4; task 0 trained before rows 1 and 3, task 1 before 2 and 4
     loss = np.array([[5.0, 5.0], [1.0, 6.0], [0.5, 2.0], [0.2, 2.5], [0.4, 1.0]])
     acc = np.array([[0.0, 0.0], [1.0, 0.0], [0.8, 1.0], [1.0, 0.6], [0.9, 1.0]])
-    rows = metrics.after_training_rows(metrics.default_schedule(2, 2))
-    m = seqlearn.run_metrics(loss, acc, rows)
+    rows = cl.after_training_rows(cl.default_schedule(2, 2))
+    m = cl.sequence_metrics(loss, acc, rows)
     assert np.allclose(m["acc_epoch"], [0.9, 0.95])
     assert math.isclose(m["bwt1"], 1.0 - 0.5)  # task 0: 1.0 right after, 0.5 at the end of epoch 1
     assert math.isclose(m["bwt1_acc"], 0.8 - 1.0)
     assert math.isclose(m["bwt"], 0.2 - 0.4) and math.isclose(m["bwt_acc"], 0.9 - 1.0)
-    since = seqlearn.loss_since_training(loss, rows[0], horizon=3)
+    since = cl.loss_since_training(loss, rows[0], horizon=3)
     assert np.allclose(since[0], [0.0, -0.5, -0.8, -0.6])
     assert np.allclose(since[1, :3], [0.0, 0.5, -1.0]) and np.isnan(since[1, 3])
 
@@ -272,23 +272,23 @@ def test_run_metrics_and_loss_since_training_by_hand():
 def test_best_lr_index_never_picks_a_diverged_or_padded_learning_rate():
     acc = np.array([[[0.5, 0.5, 0.5], [0.9, np.nan, 0.9], [np.nan, np.nan, np.nan]],
                     [[0.1, 0.2, 0.3], [0.2, 0.3, 0.4], [0.3, 0.3, 0.4]]])  # fmt: skip
-    assert seqlearn.best_lr_index(acc).tolist() == [0, 2]
+    assert cl.best_lr_index(acc).tolist() == [0, 2]
 
 
 def test_sequence_study_is_the_runs_it_describes(monkeypatch):
     data = fake_omniglot(3, seed=6, split="evaluation")
-    nets = {s: convnet.ConvNet(4, 6, generator=torch.Generator().manual_seed(s)) for s in (0, 1)}
-    monkeypatch.setattr(seqlearn, "transfer_data", lambda cfg: data)
-    monkeypatch.setattr(seqlearn, "load_or_pretrain",
+    nets = {s: cl.ConvNet(4, 6, generator=torch.Generator().manual_seed(s)) for s in (0, 1)}
+    monkeypatch.setattr(sequence, "load_transfer_data", lambda cfg: data)
+    monkeypatch.setattr(sequence, "load_or_pretrain",
                         lambda cfg: types.SimpleNamespace(model=nets[cfg.seed]))  # fmt: skip
-    study = seqlearn.SequenceStudy(variants=("sgd", "adam"), lrs=((1e-2,), (1e-3, 1e-2)),
+    study = cl.SequenceStudy(variants=("sgd", "adam"), lrs=((1e-2,), (1e-3, 1e-2)),
                                    epochs=2, n_classes=3, n_seeds=2)  # fmt: skip
-    out = seqlearn.run_sequence_study(study)
+    out = cl.run_sequence_study(study)
     assert out["loss"].shape == (2, 2, 2, 2, 7, 3) and np.isnan(out["loss"][0, :, 1]).all()
     cfg = study.transfer_config("adam", lr=1e-2, train="all", seed=1)
-    direct = transfer.run_transfer(cfg, nets[1], data)
+    direct = cl.run_transfer(cfg, nets[1], data)
     assert np.array_equal(out["loss"][1, 1, 1, 1], direct.loss.astype(np.float32))
-    summary = seqlearn.summarize(out)
+    summary = cl.sequence_summary(out)
     assert summary["best"]["acc_epoch"].shape == (2, 2, 2, 2)
     assert summary["best_lr"][0].tolist() == [1e-2, 1e-2]  # the only finished sgd lr
 
@@ -297,23 +297,23 @@ def test_sequence_study_is_the_runs_it_describes(monkeypatch):
 
 
 def test_resnet_interface_pretraining_and_transfer():
-    net = ResNet(4, 10, generator=torch.Generator().manual_seed(0))
+    net = cl.ResNet(4, 10, generator=torch.Generator().manual_seed(0))
     assert net.n_features == 16 and net.features(torch.rand(2, 1, 28, 28)).shape == (2, 16)
     assert net.layer_names == ("stem", "block1", "block2", "block3", "head")
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(c.bias is None for c in convs) and len(convs) == 9  # 7 + 2 projection shortcuts
-    cfg = pretrain.PretrainConfig(arch="resnet", channels=4, n_outputs=12, n_classes=6, epochs=1,
+    cfg = cl.PretrainConfig(arch="resnet", channels=4, n_outputs=12, n_classes=6, epochs=1,
                                   batch_size=16)  # fmt: skip
-    res = pretrain.pretrain(cfg, data=fake_omniglot(6))
-    assert isinstance(res.model, ResNet) and np.isfinite(res.losses).all()
-    out = transfer.run_transfer(transfer.TransferConfig(n_classes=3, eval_every=1, train="all"),
+    res = cl.pretrain(cfg, data=fake_omniglot(6))
+    assert isinstance(res.model, cl.ResNet) and np.isfinite(res.losses).all()
+    out = cl.run_transfer(cl.TransferConfig(n_classes=3, eval_every=1, train="all"),
                                 res.model, fake_omniglot(3, split="evaluation"))  # fmt: skip
     assert out.loss.shape == (4, 3) and not out.diverged
     assert F.cross_entropy(res.model(torch.rand(2, 1, 28, 28)), torch.tensor([0, 1])).isfinite()
 
 
 def test_new_pretrain_field_keeps_the_old_cache_names():
-    cfg = pretrain.PretrainConfig()
+    cfg = cl.PretrainConfig()
     import hashlib
     import json
 
@@ -329,8 +329,8 @@ def test_boundary_curve_by_hand():
     loss[4, 2:] = [1.0, 2.0]
     loss[5, 2:] = [1.5, 2.5]  # after retraining task 0: tasks 2 and 3 each lose 0.5
     loss[6, 2:] = [1.0, 3.0]  # after task 1: changes 0.0 and +1.0
-    curve = whyadam.boundary_curve(loss, 2)
+    curve = cl.boundary_curve(loss, 2)
     assert np.allclose(curve, [0.0, 0.5, 0.5])
-    assert np.allclose(whyadam.boundary_curve(np.stack([loss, 2 * loss]), 2), [curve, 2 * curve])
+    assert np.allclose(cl.boundary_curve(np.stack([loss, 2 * loss]), 2), [curve, 2 * curve])
     with pytest.raises(ValueError, match=r"epoch must be in \[2, 2\]"):
-        whyadam.boundary_curve(loss, 3)
+        cl.boundary_curve(loss, 3)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+import cldyn_lib as cl
 from cldyn_lib import results
-from cldyn_lib.toy import ToyConfig
 
 
 @pytest.fixture
@@ -14,7 +14,7 @@ def results_dir(tmp_path, monkeypatch):
 
 
 def test_roundtrip_with_provenance(results_dir):
-    cfg = ToyConfig(epochs=2)
+    cfg = cl.ToyConfig(epochs=2)
     prov = results.provenance(cfg, scale="laptop", device="cpu")
     path = results.save_result(
         results_dir / "x.npz", {"losses": np.arange(6.0).reshape(3, 2)}, prov
@@ -51,7 +51,7 @@ def test_load_or_compute_computes_once(results_dir):
         calls.append(cfg)
         return {"value": np.array([cfg.seed])}
 
-    cfg = ToyConfig(seed=7)
+    cfg = cl.ToyConfig(seed=7)
     first = results.load_or_compute("demo", cfg, compute, scale="laptop")
     second = results.load_or_compute("demo", cfg, compute, scale="laptop")
     assert len(calls) == 1 and second["value"][0] == 7

@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import need_mirror
 
-from cldyn_lib import checkpoint, cyclic, pretrain, transfer
+import cldyn_lib as cl
+from cldyn_lib import checkpoint
 from cldyn_lib.checkpoint import CheckpointError, DivergedError
+from cldyn_lib.sequential import episodic
 
 sys.path.insert(0, str(Path(__file__).parent))
 import resume_worker as worker  # noqa: E402
@@ -32,8 +35,8 @@ def run_worker(engine: str, ckdir, out: Path, *extra: str) -> subprocess.Complet
 
 def config_of(engine: str):
     if engine == "cyclic":
-        return cyclic.CyclicConfig(**worker.CYCLIC)
-    return transfer.TransferConfig(**worker.TRANSFER)
+        return cl.CyclicConfig(**worker.CYCLIC)
+    return cl.TransferConfig(**worker.TRANSFER)
 
 
 def position(blob: dict) -> int:
@@ -82,68 +85,68 @@ def test_killed_runs_resume_bitwise(engine, tmp_path):
 @pytest.fixture
 def tiny_cyclic():
     need_mirror("cnn_dailymail", "articles_permissive.jsonl")
-    return cyclic.CyclicConfig(**{**worker.CYCLIC, "epochs": 2})
+    return cl.CyclicConfig(**{**worker.CYCLIC, "epochs": 2})
 
 
 def test_same_seed_same_bits_both_engines(tiny_cyclic):
-    a = cyclic.run_cyclic(tiny_cyclic, progress=False)
-    b = cyclic.run_cyclic(tiny_cyclic, progress=False)
+    a = cl.run_cyclic(tiny_cyclic, progress=False)
+    b = cl.run_cyclic(tiny_cyclic, progress=False)
     assert a.losses.tobytes() == b.losses.tobytes()
     assert a.train_losses.tobytes() == b.train_losses.tobytes()
-    d = cyclic.run_cyclic(tiny_cyclic, progress=False, deterministic=True)  # a no-op on CPU
+    d = cl.run_cyclic(tiny_cyclic, progress=False, deterministic=True)  # a no-op on CPU
     assert d.losses.tobytes() == a.losses.tobytes()
-    c = cyclic.run_cyclic(tiny_cyclic.replace(seed=1), progress=False)
+    c = cl.run_cyclic(tiny_cyclic.replace(seed=1), progress=False)
     assert not np.array_equal(a.losses, c.losses)
     data, net = worker.transfer_data()
-    cfg = transfer.TransferConfig(**worker.TRANSFER)
-    x, y = transfer.run_transfer(cfg, net, data), transfer.run_transfer(cfg, net, data)
+    cfg = cl.TransferConfig(**worker.TRANSFER)
+    x, y = cl.run_transfer(cfg, net, data), cl.run_transfer(cfg, net, data)
     assert x.loss.tobytes() == y.loss.tobytes() and x.acc.tobytes() == y.acc.tobytes()
-    w = transfer.run_transfer(cfg, net, data, deterministic=True)
+    w = cl.run_transfer(cfg, net, data, deterministic=True)
     assert w.loss.tobytes() == x.loss.tobytes()
-    z = transfer.run_transfer(cfg.replace(seed=1), net, data)
+    z = cl.run_transfer(cfg.replace(seed=1), net, data)
     assert not np.array_equal(x.loss, z.loss)
 
 
 def test_resume_in_process_and_checkpoint_contents(tiny_cyclic, tmp_path):
-    full = cyclic.run_cyclic(tiny_cyclic, progress=False, checkpoint_dir=tmp_path)
+    full = cl.run_cyclic(tiny_cyclic, progress=False, checkpoint_dir=tmp_path)
     path = checkpoint.path_for(tmp_path, "cyclic", tiny_cyclic)
     blob = torch.load(path, weights_only=True)  # no pickled objects inside
     assert blob["status"] == "finished" and blob["episode"] == 6
     assert blob["host_losses"].numpy().tobytes() == full.losses.tobytes()
     # a finished checkpoint resumes to the same result without training
-    again = cyclic.run_cyclic(tiny_cyclic, progress=False, checkpoint_dir=tmp_path)
+    again = cl.run_cyclic(tiny_cyclic, progress=False, checkpoint_dir=tmp_path)
     assert again.losses.tobytes() == full.losses.tobytes()
     assert again.provenance["run"]["resumed_at_episode"] == 6
 
 
 def test_foreign_or_damaged_checkpoints_are_refused(tiny_cyclic, tmp_path):
-    cyclic.run_cyclic(tiny_cyclic, progress=False, checkpoint_dir=tmp_path)
+    cl.run_cyclic(tiny_cyclic, progress=False, checkpoint_dir=tmp_path)
     path = checkpoint.path_for(tmp_path, "cyclic", tiny_cyclic)
     other = tiny_cyclic.replace(seed=5)
     path.rename(checkpoint.path_for(tmp_path, "cyclic", other))  # under another config's name
     with pytest.raises(CheckpointError, match="not of this cyclic config"):
-        cyclic.run_cyclic(other, progress=False, checkpoint_dir=tmp_path)
+        cl.run_cyclic(other, progress=False, checkpoint_dir=tmp_path)
     path.write_bytes(b"PK\x03\x04 not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        cyclic.run_cyclic(tiny_cyclic, progress=False, checkpoint_dir=tmp_path)
+        cl.run_cyclic(tiny_cyclic, progress=False, checkpoint_dir=tmp_path)
 
 
 def test_divergence_stops_with_the_step_and_the_partial_result(tiny_cyclic, tmp_path):
     cfg = tiny_cyclic.replace(optimizer="sgd", lr=1e6)
     with pytest.raises(DivergedError, match=r"diverged: non-finite .* at episode \d+ of 6") as e:
-        cyclic.run_cyclic(cfg, progress=False, checkpoint_dir=tmp_path)
+        cl.run_cyclic(cfg, progress=False, checkpoint_dir=tmp_path)
     step = e.value.step["episode"]
     losses = e.value.result.losses
     assert np.isfinite(losses[: step + 1]).all() and np.isnan(losses[step + 1 :]).all()
     assert checkpoint.load(e.value.path)["status"] == "diverged"
     with pytest.raises(DivergedError, match=f"at episode {step + 1} of 6") as again:
-        cyclic.run_cyclic(cfg, progress=False, checkpoint_dir=tmp_path)  # resuming says it again
+        cl.run_cyclic(cfg, progress=False, checkpoint_dir=tmp_path)  # resuming says it again
     assert again.value.result.losses.tobytes() == losses.tobytes()
     data, net = worker.transfer_data()
-    bad = transfer.TransferConfig(**{**worker.TRANSFER, "lr": 1e12})
+    bad = cl.TransferConfig(**{**worker.TRANSFER, "lr": 1e12})
     with pytest.raises(DivergedError, match=r"non-finite training loss at step \d+ of 60"):
-        transfer.run_transfer(bad, net, data, on_diverge="raise")
-    res = transfer.run_transfer(bad, net, data)  # the default: a result marked diverged
+        cl.run_transfer(bad, net, data, on_diverge="raise")
+    res = cl.run_transfer(bad, net, data)  # the default: a result marked diverged
     assert res.diverged and res.diverged_at >= 0 and np.isnan(res.train_loss[res.diverged_at])
 
 
@@ -170,14 +173,14 @@ class Interrupted(Exception):
 def test_pretraining_interrupted_resumes_bitwise(mode, tmp_path, monkeypatch):
     from test_zapping import TINY, fake_omniglot
 
-    monkeypatch.setattr(pretrain, "EPISODES_PER_CHUNK", 1)  # a checkpoint every episode
-    cfg = pretrain.PretrainConfig(mode=mode, **{**TINY, "epochs": 4, "zap_every": 1})
+    monkeypatch.setattr(episodic, "EPISODES_PER_CHUNK", 1)  # a checkpoint every episode
+    cfg = cl.PretrainConfig(mode=mode, **{**TINY, "epochs": 4, "zap_every": 1})
     data = fake_omniglot(cfg.n_classes)
-    ref = pretrain.pretrain(cfg, data)
+    ref = cl.pretrain(cfg, data)
     n_losses = (len(ref.losses) * (1 + cfg.inner_steps)) if mode == "asb" else len(ref.losses)
     kill_at = int(np.random.default_rng(9).integers(n_losses // 3, n_losses))
     calls = [0]
-    real = pretrain.F.cross_entropy
+    real = F.cross_entropy
 
     def interrupted(*a, **kw):
         calls[0] += 1
@@ -185,13 +188,13 @@ def test_pretraining_interrupted_resumes_bitwise(mode, tmp_path, monkeypatch):
             raise Interrupted
         return real(*a, **kw)
 
-    monkeypatch.setattr(pretrain.F, "cross_entropy", interrupted)
+    monkeypatch.setattr(F, "cross_entropy", interrupted)
     with pytest.raises(Interrupted):
-        pretrain.pretrain(cfg, data, checkpoint_dir=tmp_path)
-    monkeypatch.setattr(pretrain.F, "cross_entropy", real)
+        cl.pretrain(cfg, data, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(F, "cross_entropy", real)
     blob = checkpoint.load(checkpoint.path_for(tmp_path, "pretrain", cfg))
     assert blob["status"] == "running" and 0 < blob["step"] < len(ref.losses)
-    res = pretrain.pretrain(cfg, data, checkpoint_dir=tmp_path)
+    res = cl.pretrain(cfg, data, checkpoint_dir=tmp_path)
     assert res.losses.tobytes() == ref.losses.tobytes()
     for k, v in ref.model.state_dict().items():
         assert torch.equal(v, res.model.state_dict()[k]), k
@@ -202,15 +205,13 @@ def test_multi_epoch_transfer_with_callbacks_resumes_bitwise(optimizer, tmp_path
     """Paper A's sequential-learning options (several epochs, the hand-written Fisher step,
     an on_start/on_step callback) survive an interruption mid-run like the defaults do."""
     data, net = worker.transfer_data()
-    cfg = transfer.TransferConfig(
-        **{**worker.TRANSFER, "optimizer": optimizer, "lr": 1e-3, "epochs": 3}
-    )
+    cfg = cl.TransferConfig(**{**worker.TRANSFER, "optimizer": optimizer, "lr": 1e-3, "epochs": 3})
     steps: list[int] = []
 
     def on_start(state):
         return lambda s, loss: steps.append(s.step)
 
-    full = transfer.run_transfer(cfg, net, data, on_start=on_start)
+    full = cl.run_transfer(cfg, net, data, on_start=on_start)
     assert steps == list(range(1, len(full.train_loss) + 1))  # on_step after every step
 
     class Stop(Exception):
@@ -224,10 +225,10 @@ def test_multi_epoch_transfer_with_callbacks_resumes_bitwise(optimizer, tmp_path
         return on_step
 
     with pytest.raises(Stop):
-        transfer.run_transfer(cfg, net, data, on_start=stop_midway, checkpoint_dir=tmp_path)
+        cl.run_transfer(cfg, net, data, on_start=stop_midway, checkpoint_dir=tmp_path)
     blob = torch.load(checkpoint.path_for(tmp_path, "transfer", cfg), weights_only=True)
     assert 0 < blob["step"] < len(full.train_loss)  # a mid-run checkpoint exists
-    resumed = transfer.run_transfer(cfg, net, data, checkpoint_dir=tmp_path)
+    resumed = cl.run_transfer(cfg, net, data, checkpoint_dir=tmp_path)
     assert resumed.loss.tobytes() == full.loss.tobytes()
     assert resumed.acc.tobytes() == full.acc.tobytes()
     assert resumed.train_loss.tobytes() == full.train_loss.tobytes()

@@ -8,8 +8,9 @@ import torch
 from conftest import need_mirror
 
 import cldyn_lib as cl
-from cldyn_lib import metrics, vision
-from cldyn_lib.vision import VisionConfig
+from cldyn_lib.cyclic import vision
+from cldyn_lib.data import cifar10
+from cldyn_lib.models.image import build_image_model
 
 
 @pytest.mark.parametrize(
@@ -26,54 +27,54 @@ from cldyn_lib.vision import VisionConfig
 def test_bad_values_name_the_parameter(field, value, match):
     base = {"arch": "cnn"} if field == "image_size" else {}
     with pytest.raises(cl.ConfigError, match=match):
-        VisionConfig(**{**base, field: value})
+        cl.VisionConfig(**{**base, field: value})
 
 
 def test_presets_and_learning_rates():
-    assert VisionConfig().learning_rate == 1e-4  # A.2
-    assert VisionConfig(task="igpt").learning_rate == 1e-3  # A.1
-    c = vision.preset_for("ci", "igpt")
+    assert cl.VisionConfig().learning_rate == 1e-4  # A.2
+    assert cl.VisionConfig(task="igpt").learning_rate == 1e-3  # A.1
+    c = cl.vision_preset("ci", "igpt")
     assert c.task == "igpt" and c.batch_size == 1
     with pytest.raises(cl.ConfigError, match="model must be one of 'vit', 'cnn', 'igpt'"):
-        vision.preset_for("ci", "resnet")
+        cl.vision_preset("ci", "resnet")
 
 
 def test_kmeans_palette_is_seeded_and_recovers_separated_clusters():
     rng = np.random.default_rng(0)
     centres = np.array([[0.1, 0.1, 0.1], [0.9, 0.1, 0.1], [0.1, 0.9, 0.9]])
     pix = np.concatenate([c + 0.01 * rng.normal(size=(200, 3)) for c in centres])
-    a = vision.kmeans_palette(pix, 3, seed=1)
-    b = vision.kmeans_palette(pix, 3, seed=1)
+    a = cifar10.kmeans_palette(pix, 3, seed=1)
+    b = cifar10.kmeans_palette(pix, 3, seed=1)
     np.testing.assert_array_equal(a, b)
     found = a[np.argsort(a[:, 0] + 2 * a[:, 1])]
     np.testing.assert_allclose(
         found, centres[np.argsort(centres[:, 0] + 2 * centres[:, 1])], atol=0.01
     )
-    lab = vision.nearest_colour(centres, a)
+    lab = cifar10.nearest_colour(centres, a)
     np.testing.assert_allclose(a[lab], centres, atol=0.01)
 
 
 def test_downsample_is_an_area_average():
     img = np.arange(4 * 4 * 3, dtype=float).reshape(1, 4, 4, 3)
-    out = vision.downsample(img, 2)
+    out = cifar10.downsample(img, 2)
     np.testing.assert_allclose(out[0, 0, 0], img[0, :2, :2].mean((0, 1)))
 
 
 def test_small_models_have_the_right_outputs():
     x = torch.zeros(2, 3, 16, 16)
     for arch in ("vit", "cnn"):
-        m = vision.build_model(VisionConfig(arch=arch, image_size=16, width=16, heads=2))
+        m = build_image_model(cl.VisionConfig(arch=arch, image_size=16, width=16, heads=2))
         out = m(x)
         assert (out.logits if hasattr(out, "logits") else out).shape == (2, 10)
-    cfg = VisionConfig(task="igpt", image_size=8, width=16, heads=2, batch_size=1)
-    m = vision.build_model(cfg, palette_size=32)
+    cfg = cl.VisionConfig(task="igpt", image_size=8, width=16, heads=2, batch_size=1)
+    m = build_image_model(cfg, palette_size=32)
     assert all(getattr(m.config, k) == 0.0 for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
     assert m(input_ids=torch.zeros(1, 64, dtype=torch.long)).logits.shape == (1, 64, 32)
 
 
 def test_igpt_item_loss_is_the_mean_token_cross_entropy():
-    cfg = VisionConfig(task="igpt", image_size=8, width=16, heads=2, batch_size=1)
-    m = vision.build_model(cfg, palette_size=16)
+    cfg = cl.VisionConfig(task="igpt", image_size=8, width=16, heads=2, batch_size=1)
+    m = build_image_model(cfg, palette_size=16)
     x = torch.randint(0, 16, (2, 64))
     y = torch.randint(0, 16, (2, 64))
     logits = m(input_ids=x).logits
@@ -83,17 +84,17 @@ def test_igpt_item_loss_is_the_mean_token_cross_entropy():
 
 def test_run_follows_the_loss_matrix_convention_and_is_seeded():
     need_mirror("cifar10", "cifar10_test_jpeg_YoongiKim.tar.gz")
-    cfg = vision.preset_for(
+    cfg = cl.vision_preset(
         "ci", "igpt", n_items=3, steps=2, epochs=2, n_colors=16, width=16, heads=2
     )
-    a = vision.run_vision(cfg, progress=False)
-    b = vision.run_vision(cfg, progress=False)
+    a = cl.run_vision(cfg, progress=False)
+    b = cl.run_vision(cfg, progress=False)
     assert a.losses.shape == (7, 3) and a.schedule.shape == (2, 3)
     np.testing.assert_array_equal(a.losses, b.losses)
-    metrics.check_loss_matrix(a.losses, a.schedule)
+    cl.check_loss_matrix(a.losses, a.schedule)
     assert a.losses[1, 0] < a.losses[0, 0]  # training on item 1 lowers its loss
     assert np.isclose(a.losses[0].mean(), np.log(16), atol=0.5)  # untrained: about ln(colours)
-    c = vision.run_vision(
+    c = cl.run_vision(
         cfg.replace(task="classify", arch="cnn", batch_size=2, width=8), progress=False
     )
     assert c.losses.shape == (7, 3) and np.isfinite(c.losses).all()
@@ -104,4 +105,4 @@ def test_pretrained_offline_is_a_clear_error(monkeypatch):
     with pytest.raises(
         cl.ConfigError, match="needs openai/imagegpt-small in the Hugging Face cache"
     ):
-        vision.check_resources(VisionConfig.preset("gpu", task="igpt", device="cpu"))
+        vision.check_resources(cl.VisionConfig.preset("gpu", task="igpt", device="cpu"))

@@ -8,12 +8,8 @@ import torch
 from conftest import need_mirror, tiny_cyclic
 from test_zapping import fake_omniglot
 
-from cldyn_lib import transfer, vmapped
+import cldyn_lib as cl
 from cldyn_lib.config import ConfigError
-from cldyn_lib.convnet import ConvNet
-from cldyn_lib.cyclic import run_cyclic
-from cldyn_lib.transfer import TransferConfig
-from cldyn_lib.vmapped import StackedOptimizer, VmapOptions
 
 # ---------------------------------------------------------------- the optimizer
 
@@ -27,7 +23,7 @@ def test_stacked_optimizer_equals_torch_optimizers_with_a_lr_per_run(kind, forea
     grads = [torch.randn(K, 4, 5, generator=g) for _ in range(4)]
     momentum = 0.9 if kind == "sgd-momentum" else 0.0
     stacked = {"w": w0.clone()}
-    opt = StackedOptimizer(kind.split("-")[0], torch.tensor(lrs),
+    opt = cl.StackedOptimizer(kind.split("-")[0], torch.tensor(lrs),
                            momentum=momentum, foreach=foreach)  # fmt: skip
     for gr in grads:
         opt.step(stacked, {"w": gr})
@@ -45,7 +41,7 @@ def test_stacked_optimizer_equals_torch_optimizers_with_a_lr_per_run(kind, forea
 
 def test_stacked_optimizer_leaves_stopped_runs_alone():
     w = {"w": torch.ones(2, 3)}
-    opt = StackedOptimizer("adam", torch.tensor([0.1, 0.1]))
+    opt = cl.StackedOptimizer("adam", torch.tensor([0.1, 0.1]))
     opt.step(w, {"w": torch.ones(2, 3)}, active=torch.tensor([True, False]))
     assert (w["w"][1] == 1).all() and (w["w"][0] < 1).all()
 
@@ -55,14 +51,14 @@ def test_stacked_optimizer_leaves_stopped_runs_alone():
 
 @pytest.fixture(scope="module")
 def convnet_and_data():
-    model = ConvNet(8, 16, generator=torch.Generator().manual_seed(0))
+    model = cl.ConvNet(8, 16, generator=torch.Generator().manual_seed(0))
     return model, fake_omniglot(6, seed=1, split="evaluation")
 
 
 def _transfer_cfgs(lrs=(1e-3, 3e-3, 1e-2), **kw):
     base = dict(n_classes=6, eval_every=2, **kw)
     runs = zip((0, 1, 2), lrs, ("sequential", "iid", "sequential"))
-    return [TransferConfig(seed=s, lr=lr, protocol=p, **base) for s, lr, p in runs]
+    return [cl.TransferConfig(seed=s, lr=lr, protocol=p, **base) for s, lr, p in runs]
 
 
 @pytest.mark.parametrize("train", ["head", "all"])
@@ -73,8 +69,8 @@ def test_transfer_vmapped_equals_separate_runs(convnet_and_data, train, optimize
     # Adam fine-tuning everything at lr 1e-2 amplifies float round-off (see benchmarks/README)
     lrs = (1e-4, 1e-4, 1e-4) if (train, optimizer) == ("all", "adam") else (1e-3, 3e-3, 1e-2)
     cfgs = _transfer_cfgs(lrs, train=train, optimizer=optimizer)
-    separate = [transfer.run_transfer(c, model, data) for c in cfgs]
-    together = vmapped.run_transfer_vmapped(cfgs, model, data, method=method)
+    separate = [cl.run_transfer(c, model, data) for c in cfgs]
+    together = cl.run_transfer_batched(cfgs, model, data, method=method)
     for a, b in zip(separate, together):
         assert b.config == a.config
         np.testing.assert_allclose(b.loss, a.loss, rtol=1e-4, atol=1e-4)
@@ -87,11 +83,11 @@ def test_transfer_vmapped_equals_separate_runs(convnet_and_data, train, optimize
 
 def test_transfer_vmapped_with_a_model_per_run_and_a_diverging_run(convnet_and_data):
     _, data = convnet_and_data
-    models = [ConvNet(8, 16, generator=torch.Generator().manual_seed(s)) for s in (3, 4)]
-    cfgs = [TransferConfig(n_classes=6, eval_every=3, train="all", optimizer="sgd", lr=lr,
+    models = [cl.ConvNet(8, 16, generator=torch.Generator().manual_seed(s)) for s in (3, 4)]
+    cfgs = [cl.TransferConfig(n_classes=6, eval_every=3, train="all", optimizer="sgd", lr=lr,
                            momentum=0.9, seed=0) for lr in (1e-3, 1e3)]  # fmt: skip
-    separate = [transfer.run_transfer(c, m, data) for c, m in zip(cfgs, models)]
-    together = vmapped.run_transfer_vmapped(cfgs, models, data)
+    separate = [cl.run_transfer(c, m, data) for c, m in zip(cfgs, models)]
+    together = cl.run_transfer_batched(cfgs, models, data)
     assert separate[1].diverged and together[1].diverged and not together[0].diverged
     a, b = separate[0], together[0]  # the healthy run is unaffected by its diverged neighbour
     np.testing.assert_allclose(b.loss, a.loss, rtol=1e-4, atol=1e-4)
@@ -108,8 +104,8 @@ def test_transfer_vmapped_several_epochs_and_a_bigger_head(convnet_and_data):
     model, data = convnet_and_data
     cfgs = _transfer_cfgs((1e-3, 3e-3, 1e-2), train="head", optimizer="sgd", epochs=2,
                           head_outputs=8)  # fmt: skip
-    separate = [transfer.run_transfer(c, model, data) for c in cfgs]
-    together = vmapped.run_transfer_vmapped(cfgs, model, data)
+    separate = [cl.run_transfer(c, model, data) for c in cfgs]
+    together = cl.run_transfer_batched(cfgs, model, data)
     for a, b in zip(separate, together):
         assert b.loss.shape == a.loss.shape and np.array_equal(b.eval_steps, a.eval_steps)
         np.testing.assert_array_equal(b.after_training, a.after_training)
@@ -125,27 +121,27 @@ def test_transfer_vmapped_refuses_options_it_does_not_batch(convnet_and_data, fi
     model, data = convnet_and_data
     cfgs = _transfer_cfgs(**{field: value})
     with pytest.raises(ConfigError, match=field):
-        vmapped.run_transfer_vmapped(cfgs, model, data)
+        cl.run_transfer_batched(cfgs, model, data)
 
 
 def test_vmapped_configs_must_agree_except_seed_lr_protocol(convnet_and_data):
     model, data = convnet_and_data
     cfgs = [
-        TransferConfig(n_classes=6, eval_every=3, train="head"),
-        TransferConfig(n_classes=6, eval_every=3, train="all"),
+        cl.TransferConfig(n_classes=6, eval_every=3, train="head"),
+        cl.TransferConfig(n_classes=6, eval_every=3, train="all"),
     ]
     with pytest.raises(ConfigError, match="field train differs"):
-        vmapped.run_transfer_vmapped(cfgs, model, data)
+        cl.run_transfer_batched(cfgs, model, data)
     with pytest.raises(ConfigError, match="method must be one of"):
-        vmapped.run_transfer_vmapped(cfgs[:1], model, data, method="loop")
+        cl.run_transfer_batched(cfgs[:1], model, data, method="loop")
 
 
 def test_gpu_options_are_cuda_only_and_recorded(convnet_and_data):
     with pytest.raises(ConfigError, match="tf32 and bf16 need CUDA"):
-        VmapOptions(bf16=True).check_device("cpu")
+        cl.VmapOptions(bf16=True).check_device("cpu")
     model, data = convnet_and_data
-    res = vmapped.run_transfer_vmapped(_transfer_cfgs(train="head")[:2], model, data,
-                                       options=VmapOptions(compile=True))  # fmt: skip
+    res = cl.run_transfer_batched(_transfer_cfgs(train="head")[:2], model, data,
+                                       options=cl.VmapOptions(compile=True))  # fmt: skip
     assert res[0].vmap["options"]["compile"].startswith("skipped")  # the CPU fallback
     assert res[0].vmap["options"]["tf32"] is False and res[0].vmap["K"] == 2
 
@@ -171,8 +167,8 @@ def test_cyclic_vmapped_equals_separate_runs(overrides, method):
     need_mirror("cnn_dailymail", "articles_permissive.jsonl")
     lrs = [overrides.pop("lr", 1e-3), 2 * overrides.get("lr", 1e-3)]
     cfgs = [_tiny(seed=s, lr=lr, **overrides) for s, lr in zip((0, 1, 2), lrs + [lrs[0]])]
-    separate = [run_cyclic(c, progress=False) for c in cfgs]
-    together = vmapped.run_cyclic_vmapped(cfgs, method=method)
+    separate = [cl.run_cyclic(c, progress=False) for c in cfgs]
+    together = cl.run_cyclic_batched(cfgs, method=method)
     sizes = {r.provenance["run"]["vocab_size"] for r in separate}
     assert len(sizes) > 1  # the seeds' vocabularies differ: the padding is exercised
     for a, b in zip(separate, together):
@@ -186,14 +182,14 @@ def test_cyclic_vmapped_equals_separate_runs(overrides, method):
 
 def test_cyclic_vmapped_rejects_configs_that_change_shapes():
     with pytest.raises(ConfigError, match="field width differs"):
-        vmapped.run_cyclic_vmapped([_tiny(), _tiny(width=32)])
+        cl.run_cyclic_batched([_tiny(), _tiny(width=32)])
 
 
 def test_batched_neox_logits_equal_transformers_for_every_run():
-    from cldyn_lib import lm, neox_batched
+    from cldyn_lib.models import gpt_neox, neox_batched
 
-    a = lm.Arch(32, 2, 4, 64, 50)
-    models = [lm.build_random(a, seed=s) for s in range(3)]
+    a = gpt_neox.Arch(32, 2, 4, 64, 50)
+    models = [cl.build_random(a, seed=s) for s in range(3)]
     names = [n for n, _ in models[0].named_parameters()]
     params = {
         n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n in names
@@ -208,13 +204,11 @@ def test_batched_neox_logits_equal_transformers_for_every_run():
 
 
 def test_run_seeds_batched_equals_separate_and_keeps_the_seed_order():
-    from cldyn_lib.cyclic import run_seeds
-
     need_mirror("cnn_dailymail", "articles_permissive.jsonl")
 
     cfg = _tiny(optimizer="sgd", lr=0.05, epochs=2)
-    separate = run_seeds(cfg, [2, 0, 1])
-    together = run_seeds(cfg, [2, 0, 1], batched=True)
+    separate = cl.run_seeds(cfg, [2, 0, 1])
+    together = cl.run_seeds(cfg, [2, 0, 1], batched=True)
     assert [r.config.seed for r in together] == [2, 0, 1]
     for a, b in zip(separate, together):
         assert a.doc_ids == b.doc_ids

@@ -9,8 +9,8 @@ from IPython.core.pylabtools import select_figure_formats
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from cldyn_lib import panel  # noqa: E402
 from cldyn_lib.config import ConfigError  # noqa: E402
-from cldyn_lib.widgets import panel  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,9 @@ remembers* (small arrays under data/results/, no weights).
 
     python tools/compute_opt_results.py [--scale laptop] [--only table3 variants ...]
 
-Each result is ``results.load_or_compute(name, config, fn, scale=scale)``: an existing file
+Each result is ``cl.load_or_compute(name, config, fn, scale=scale)``: an existing file
 is kept (pass --recompute to redo it). Pre-trained models are cached in data/cache/models
-by ``pretrain.load_or_pretrain``. Measured on the 2-core development machine (one torch
+by ``cl.load_or_pretrain``. Measured on the 2-core development machine (one torch
 thread, shared with 3-4 other jobs, so inflated): table3 118 s, boundary 47 s, variants
 591 s, length 794 s, shift 69 s, pretrain about 16 min (it pre-trains 6 models), batch
 about 15 min, at laptop scale. No laptop-scale ResNet ("arch") was computed; the chapter
@@ -19,14 +19,14 @@ import time
 
 import torch
 
-from cldyn_lib import results, seqlearn, whyadam
+import cldyn_lib as cl
 
 
 def recipes(scale: str) -> dict:
-    out = {"table3": ("sequence-study", seqlearn.SequenceStudy.preset(scale),
-                      seqlearn.run_sequence_study)}  # fmt: skip
-    for key, cfg in whyadam.open_question_studies(scale).items():
-        out[key] = (whyadam.result_name(key), cfg, whyadam.study_function(key))
+    out = {"table3": ("sequence-study", cl.SequenceStudy.preset(scale),
+                      cl.run_sequence_study)}  # fmt: skip
+    for key, cfg in cl.open_question_studies(scale).items():
+        out[key] = (cl.result_name(key), cfg, cl.study_function(key))
     return out
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     for key in args.only or list(todo):
         name, cfg, fn = todo[key]
         t0 = time.perf_counter()
-        res = results.load_or_compute(
+        res = cl.load_or_compute(
             name, cfg, lambda c, fn=fn: fn(c, progress=True), scale=args.scale,
             recompute=args.recompute,
         )  # fmt: skip

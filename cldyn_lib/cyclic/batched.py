@@ -59,7 +59,7 @@ def run_cyclic_batched(
 
     ``method="vmap"``: ``torch.func.vmap(grad_and_value(...))`` over ``functional_call`` of
     transformers' GPT-NeoX (eager attention on a CPU); ``"batched"`` (default, faster on a
-    CPU): the same stacked weights in :func:`cldyn_lib.neox_batched.logits` (one batched
+    CPU): the same stacked weights in :func:`cldyn_lib.models.neox_batched.logits` (one batched
     matmul per layer for all K runs) and ordinary autograd.
     """
     check_choice("method", method, ("vmap", "batched"))

@@ -124,7 +124,7 @@ def run_cyclic(
     ``probe`` (default None: nothing extra runs) is called as ``probe(state)`` at every
     evaluation point, after the evaluation of episode ``state.episode`` (0: before
     training); it must leave the weights, the optimiser and the generators as it found them
-    (see :mod:`cldyn_lib.probes`). Its time is not counted in ``train_s`` or ``eval_s``.
+    (see :mod:`cldyn_lib.cyclic.probes`). Its time is not counted in ``train_s`` or ``eval_s``.
     """
     t0 = time.perf_counter()
     saver = ck.checkpointer(checkpoint_dir, "cyclic", config, checkpoint_every)

@@ -3,11 +3,13 @@
 Built on :mod:`cldyn_lib.plots` (the shared axes conventions). A *sweep* here is a
 :class:`~cldyn_lib.CyclicSweepData` or anything with ``labels`` and ``get(i, key)``.
 Used in *Anticipatory recovery in a language model*, *Emergence with scale* and *What drives
-recovery*.
+recovery*; :func:`vision_dashboard` in *Beyond language*, :func:`seed_band_dashboard` in *Many
+runs at once*.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import matplotlib.pyplot as plt
@@ -15,8 +17,10 @@ import numpy as np
 
 from .. import metrics, plots
 from ..plots import band
+from .batched import run_cyclic_batched
 from .config import CyclicConfig
 from .engine import run_cyclic
+from .vision import run_vision, vision_preset
 
 MIN_FORGOTTEN = 0.05  #: nats/token; below this a recovery score is not drawn
 
@@ -172,4 +176,48 @@ def cyclic_dashboard(scale: str = "ci", result=None, **fields):
     else:
         axes[2].text(0.5, 0.5, "needs >= 2 epochs", ha="center", transform=axes[2].transAxes)
     fig.tight_layout()
+    return fig
+
+
+def vision_dashboard(model: str = "igpt", n_items: int = 10, steps: int = 5, lr: float = 1e-3,
+                     order: str = "cyclic", seed: int = 0, result=None):  # fmt: skip
+    """One cyclic run on images at ci scale: item 1's loss and the shift-averaged loss, titled
+    with the recovery score per epoch.
+
+    The fields override :func:`~cldyn_lib.vision_preset` ``("ci", model)``; ``result`` draws
+    an existing :func:`~cldyn_lib.run_vision` result instead. Taught in the chapter *Beyond
+    language*.
+    """
+    if result is None:
+        cfg = vision_preset(
+            "ci", model, n_items=n_items, steps=steps, lr=lr, order=order, seed=seed
+        )
+        result = run_vision(cfg, progress=False)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.3))
+    plots.plot_loss_curve(
+        axes[0], result.losses, 0, result.schedule, ylabel="loss of item 1 (nats)"
+    )
+    plot_shift_averaged_runs(axes[1], [result], color="C0")
+    rs = result.recovery_scores()
+    axes[1].set_title(f"RS per epoch: {np.round(rs, 2)}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def seed_band_dashboard(base: CyclicConfig, k: int = 4, method: str = "batched", lr: float = 1e-3):
+    """Seeds 0..k-1 of ``base`` at learning rate ``lr``, trained as one batched model
+    (:func:`~cldyn_lib.run_cyclic_batched` with ``method``): their recovery-score band,
+    titled with the time it took.
+
+    Taught in the chapter *Many runs at once*.
+    """
+    cfgs = [base.replace(seed=s, lr=lr) for s in range(k)]
+    t0 = time.perf_counter()
+    runs = run_cyclic_batched(cfgs, method=method)
+    dt = time.perf_counter() - t0
+    fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
+    scores = np.stack([r.recovery_scores() for r in runs])
+    plots.plot_recovery_scores(ax, scores, label=f"{k} seeds, {method}", color="C1")
+    ax.set_title(f"{k} seeds in {dt:.1f} s ({dt / k:.2f} s per seed)")
+    ax.legend(fontsize=8)
     return fig

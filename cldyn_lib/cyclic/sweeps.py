@@ -231,3 +231,29 @@ def load_cyclic_sweep(
         f"sweep-{name}", sweep, run_cyclic_sweep, scale=scale, allow_compute=allow_compute
     )
     return CyclicSweepData(sweep, res.arrays, res.provenance)
+
+
+# ---------------------------------------------------------------- reading a computed sweep
+
+
+def sweep_trend(data, key: str = "score") -> tuple[np.ndarray, float]:
+    """Seed means of ``key`` in the last epoch along a sweep, and their rank correlation
+    with the variants' order (:func:`~cldyn_lib.spearman`): does ``key`` rise with the factor?
+
+    ``data`` is a :class:`CyclicSweepData` (or anything with ``labels`` and ``get(i, key)``).
+    Taught in the chapter *What drives recovery*.
+    """
+    means = np.array([np.nanmean(data.get(i, key)[:, -1]) for i in range(len(data.labels))])
+    return means, metrics.spearman(np.arange(len(means)), means)
+
+
+def doc_recovery_scores(data: CyclicSweepData, i: int, doc: int = 0) -> np.ndarray:
+    """Recovery score of document ``doc`` alone (paper B's Fig. 12), per seed and epoch
+    (seeds, E-1), for variant ``i`` of a sweep that kept its full loss matrices.
+
+    Taught in the chapter *What drives recovery*.
+    """
+    L, S = data.arrays[f"v{i}_losses"], data.arrays[f"v{i}_schedule"]
+    with np.errstate(all="ignore"):
+        return np.array([[metrics.recovery_parts(L[k], n, S[k], docs=[doc]).score
+                          for n in range(1, S.shape[1])] for k in range(len(L))])  # fmt: skip

@@ -61,7 +61,7 @@ def _tokenizer_digest() -> str:
 
 
 def tokenize_pool(pool: str = "permissive") -> TokenPool:
-    """Tokenise the articles of ``pool`` (see :func:`~cldyn_lib.datasets.load_articles`), cached.
+    """Tokenise the articles of ``pool`` (see :func:`~cldyn_lib.load_articles`), cached.
 
     The cache file is named after the sha256 of the article file and of the tokenizer, so a
     different copy of either is tokenised again.

@@ -9,7 +9,8 @@ Resolution order for every data set (first hit wins):
    (checked against the sha256 values of its MANIFEST);
 4. the download cache (``CLDYN_CACHE``, else ``data/cache`` in the repository, else
    ``~/.cache/cldyn``): files there were verified before they got their final name;
-5. a download from the canonical source, verified by checksum (unless ``CLDYN_OFFLINE=1``).
+5. a download from the canonical source with ``pooch``, verified by checksum (unless
+   ``CLDYN_OFFLINE=1``).
 
 If all fail, :class:`DataNotFoundError` lists every place looked and how to provide the
 data. Each loader records which of these it used in a :class:`DataSource`, which goes into
@@ -25,17 +26,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import http.client
 import os
+import re
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from ..files import cache_dir, display_path, offline, repo_root
 
@@ -146,44 +143,41 @@ def verify(path: Path, md5: str | None = None, sha256: str | None = None, size=N
 
 
 def download(remote: Remote, dest_dir: Path | None = None, timeout: float = 60.0) -> Path:
-    """Download ``remote`` into the cache, verify it, and only then give it its final name.
+    """Download ``remote`` into the cache with ``pooch``, verify it, and only then give it its
+    final name.
 
-    A failed or interrupted download leaves no file under the final name, so a partial file
-    is never mistaken for a complete one.
+    ``pooch`` streams the file into a folder of its own beside the cache and checks its md5
+    or sha256; the size and the other checksum are checked here; only a file that passed
+    every check is renamed into the cache. A failed or interrupted download leaves nothing
+    under the final name, so a partial file is never mistaken for a complete one.
     """
+    import pooch  # only the download path needs it (the GPU machine and CI runs do not)
+
     dest_dir = Path(dest_dir or cache_dir())
     dest_dir.mkdir(parents=True, exist_ok=True)
-    final = dest_dir / remote.filename
-    fd, tmp_name = tempfile.mkstemp(prefix=remote.filename + ".", suffix=".part", dir=dest_dir)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as r:
-            declared = int(r.headers.get("Content-Length") or 0)
-            got = 0
-            with tqdm(total=declared or remote.size, unit="B", unit_scale=True,
-                      desc=remote.filename) as bar:  # fmt: skip
-                for block in iter(lambda: r.read(1 << 20), b""):
-                    out.write(block)
-                    got += len(block)
-                    bar.update(len(block))
-            if declared and got < declared:  # http.client may return short reads silently
-                raise _truncated(remote.url, got, declared - got)
-        verify(tmp, remote.md5, remote.sha256, remote.size)
-        os.replace(tmp, final)
-    except http.client.IncompleteRead as err:  # the server closed the connection early
-        tmp.unlink(missing_ok=True)
-        raise _truncated(remote.url, len(err.partial), err.expected) from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    known = f"md5:{remote.md5}" if remote.md5 else remote.sha256 and f"sha256:{remote.sha256}"
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=remote.filename + ".") as tmp:
+        try:
+            got = Path(
+                pooch.retrieve(
+                    remote.url, known_hash=known or None, fname=remote.filename, path=tmp,
+                    downloader=pooch.HTTPDownloader(progressbar=True, timeout=timeout),
+                )
+            )  # fmt: skip
+        except ValueError as err:  # pooch's hash mismatch (its partial file is already gone)
+            raise ChecksumError(f"{remote.url}: {err}; nothing was saved") from err
+        except OSError as err:  # requests: the server closed before its Content-Length
+            short = re.search(r"(\d+) bytes read, (\d+) more expected", str(err))
+            if short is None:
+                raise
+            raise ChecksumError(
+                f"{remote.url}: truncated download ({short[1]} bytes received, {short[2]} "
+                "more expected); nothing was saved"
+            ) from err
+        verify(got, None, remote.sha256 if remote.md5 else None, remote.size)
+        final = dest_dir / remote.filename
+        os.replace(got, final)
     return final
-
-
-def _truncated(url: str, got: int, missing) -> ChecksumError:
-    return ChecksumError(
-        f"{url}: truncated download ({got} bytes received, {missing} more expected); "
-        "nothing was saved"
-    )
 
 
 # ---------------------------------------------------------------- resolution
@@ -241,7 +235,7 @@ def locate(
                 p = download(remote)
                 digest = file_digest(p)
                 return Found(p, DataSource(dataset, "download", remote.url, digest), "canonical")
-            except (urllib.error.URLError, OSError, TimeoutError) as err:
+            except OSError as err:  # no network, HTTP errors (requests), timeouts
                 if isinstance(err, ChecksumError):
                     raise
                 looked.append(f"download of {remote.url}: failed ({err})")

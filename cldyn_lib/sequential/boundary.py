@@ -127,3 +127,23 @@ def boundary_curve(loss, epoch: int, first: int | None = None) -> np.ndarray:
     later = loss[..., first:]
     out = [(later[..., start + k, :] - later[..., start, :]).mean(-1) for k in range(first + 1)]
     return np.stack(out, axis=-1)
+
+
+def boundary_interference(arrays, study: BoundaryStudy, epoch: int) -> np.ndarray:
+    """Per arm and seed: :func:`boundary_curve` at the start of ``epoch`` once the first
+    half of the tasks is retrained (its last value). Taught in the chapter *Why Adam
+    remembers*."""
+    return np.array(
+        [boundary_curve(arrays["loss"][a], epoch)[:, -1] for a in range(len(study.arms))]
+    )
+
+
+def boundary_reversion(arrays, study: BoundaryStudy, epoch: int) -> np.ndarray:
+    """Per arm and seed: the peak of :func:`boundary_curve` minus its last value (> 0:
+    interference that reverted before the tasks were retrained). Taught in the chapter
+    *Why Adam remembers*."""
+    out = []
+    for a in range(len(study.arms)):
+        c = boundary_curve(arrays["loss"][a], epoch)
+        out.append(c.max(-1) - c[:, -1])
+    return np.array(out)

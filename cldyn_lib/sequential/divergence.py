@@ -54,7 +54,7 @@ class DivergenceConfig(Config):
     steps: int = 200  #: training steps after the fork
     batch_size: int = 256  #: images per step (the pre-training batch)
     zap_rows: str | tuple = "all"  #: "all", "none" (two identical runs), or row indices
-    zap_init: str = "kaiming"  #: the fresh rows' init (see cldyn_lib.zapping)
+    zap_init: str = "kaiming"  #: the fresh rows' init (see cldyn_lib.sequential.zapping)
     seed: int = 0  #: the zap and the batch stream
 
     PRESETS = {

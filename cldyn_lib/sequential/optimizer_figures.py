@@ -115,10 +115,21 @@ def lr_curves(ax, lrs, values, *, variant, ls="-", marker="o", suffix=""):
     ax.set_xlabel("learning rate")
 
 
-def table3_rows(summary, variants, trains, epochs=(1, 3)) -> list[tuple[str, ...]]:
-    """Rows of our Table 3: variant, then per (train, epoch) the mean held-out accuracy (%)
-    over all tasks +- std over seeds, at the learning rate best after the last epoch."""
+TRAIN_SHORT = {"head": "probe", "all": "full"}
+
+
+def table3(summary, variants, trains, epochs=(1, 3), paper=None):
+    """Our Table 3 as a DataFrame, one row per variant: per (train, epoch) the mean held-out
+    accuracy (%) over all tasks +- std over seeds, at the learning rate best after the last
+    epoch, and that learning rate. ``paper`` ({variant: text}) adds paper A's values as a
+    last column. Taught in the chapter *Optimizers and sequential learning*."""
+    import pandas as pd
+
     acc = summary["best"]["acc_epoch"]  # (V, Tr, S, E)
+    columns = ["optimizer"]
+    for train in trains:
+        short = TRAIN_SHORT[train]
+        columns += [f"{short}, epoch {e}" for e in epochs] + [f"{short} lr"]
     rows = []
     for v, variant in enumerate(variants):
         cells = [variant_label(variant)]
@@ -127,8 +138,11 @@ def table3_rows(summary, variants, trains, epochs=(1, 3)) -> list[tuple[str, ...
                 a = 100 * acc[v, t, :, e - 1]
                 cells.append(f"{np.mean(a):.1f} ± {np.std(a):.1f}")
             cells.append(f"{summary['best_lr'][v, t]:g}")
-        rows.append(tuple(cells))
-    return rows
+        rows.append(cells)
+    table = pd.DataFrame(rows, columns=columns)
+    if paper is not None:
+        table[f"paper A, epoch {epochs[-1]}"] = [paper[v] for v in variants]
+    return table
 
 
 # ---------------------------------------------------------------- Why Adam remembers

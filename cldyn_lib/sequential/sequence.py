@@ -22,6 +22,7 @@ same study with more variants and settings.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -52,7 +53,7 @@ class SequenceStudy(Config):
     """Optimizer variants x learning rates x (probe, full) x seeds, several epochs each."""
 
     scale: str = "ci"  #: presets of the pre-training and transfer configs
-    variants: tuple = ("sgd_momentum", "adam")  #: names in cldyn_lib.optimizers.VARIANTS
+    variants: tuple = ("sgd_momentum", "adam")  #: names in cldyn_lib.sequential.optimizers.VARIANTS
     lrs: tuple = (GRIDS["sgd_momentum"], GRIDS["adam"])  #: one grid per variant
     trains: tuple = TRAIN  #: "head" (linear probe) and/or "all" (full fine-tuning)
     epochs: int = 3  #: passes over the sequence (paper A's Table 3: 1 and 3)
@@ -248,3 +249,16 @@ def loss_since_training(loss, rows, horizon: int | None = None) -> np.ndarray:
         seg = loss[rows[t] : rows[t] + H, t]
         out[t, : len(seg)] = seg - loss[rows[t], t]
     return out
+
+
+def epoch1_since_training(summary, v: int, t: int, n_tasks: int) -> np.ndarray:
+    """Per seed, the mean over tasks of :func:`loss_since_training` in epoch 1, for variant
+    ``v`` and train ``t`` of a :func:`sequence_summary` at its best learning rate: shape
+    (seeds, n_tasks), entry h = how task losses changed h tasks after their training (the
+    last task, never followed by another, is left out). Taught in the chapter *Optimizers
+    and sequential learning*."""
+    L = summary["best"]["loss"][v, t][:, : n_tasks + 1]  # (seed, T + 1, T): epoch 1 only
+    rows = np.arange(1, n_tasks + 1)
+    with warnings.catch_warnings():  # the last horizons have fewer tasks, the very last none
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.stack([np.nanmean(loss_since_training(m, rows)[:-1], 0)[:n_tasks] for m in L])

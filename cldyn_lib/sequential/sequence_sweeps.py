@@ -26,6 +26,7 @@ from .optimizers import VARIANTS
 from .sequence import (
     GRIDS,
     SequenceStudy,
+    best_lr_index,
     loss_since_training,
     run_sequence_study,
     sequence_metrics,
@@ -88,6 +89,25 @@ def run_sequence_sweep(sweep: SequenceSweep, progress: bool = False) -> dict[str
     values = np.array(sweep.values)
     out["values"] = values.astype(str) if values.dtype.kind in "US" else values.astype(float)
     return out
+
+
+def variant_at_best_lr(arrays, metric: str, value: int, v: int, train: int = 0) -> np.ndarray:
+    """``metric`` of variant ``v`` at its best learning rate (by the accuracy after the last
+    epoch), for swept value index ``value`` of a :func:`run_sequence_sweep` result: shape
+    (seeds, ...). Taught in the chapter *Why Adam remembers*."""
+    k = best_lr_index(arrays["acc_epoch"][value, v, train, :, :, -1])
+    return arrays[metric][value, v, train, k]
+
+
+def pair_at_best_lr(arrays, metric: str, train: int = 0) -> np.ndarray:
+    """``metric`` of each variant of :data:`OPTIMIZER_PAIR` at its best learning rate for
+    each swept value: shape (value, variant, seed, ...). Taught in the chapter *Why Adam
+    remembers*."""
+    out = []
+    for i in range(len(arrays["values"])):
+        k = best_lr_index(arrays["acc_epoch"][i, :, train, :, :, -1])
+        out.append([arrays[metric][i, v, train, k[v]] for v in range(len(OPTIMIZER_PAIR))])
+    return np.array(out)
 
 
 # ---------------------------------------------------------------- the chapter's studies

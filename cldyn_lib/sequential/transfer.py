@@ -62,14 +62,14 @@ class TransferConfig(Config):
     """One transfer run. Defaults follow the reference (600 classes, Adam, head only)."""
 
     protocol: str = "sequential"  #: "sequential" (class by class) or "iid" (shuffled)
-    optimizer: str = "adam"  #: "adam", "sgd" or "fisher" (cldyn_lib.optimizers)
+    optimizer: str = "adam"  #: "adam", "sgd" or "fisher" (cldyn_lib.sequential.optimizers)
     lr: float = 1e-3  #: learning rate (the reference picks the best of a grid)
     momentum: float = 0.9  #: SGD only (paper A uses SGD with momentum; value inferred)
     train: str = "head"  #: "head" (linear probe) or "all" (full fine-tuning)
     n_classes: int = 600  #: novel characters from the evaluation set (659 exist)
     eval_every: int = 50  #: classes between evaluations
     batch_size: int = 1  #: images per step (1 in paper A's sequential transfer)
-    head_init: str = "kaiming"  #: how the fresh head is drawn (see cldyn_lib.zapping)
+    head_init: str = "kaiming"  #: how the fresh head is drawn (see cldyn_lib.sequential.zapping)
     data_seed: int = 0  #: which characters and which 15 drawings
     seed: int = 0  #: the fresh head, the IID order
     # added for *Optimizers and sequential learning*; the defaults keep one-pass transfer

@@ -44,11 +44,14 @@ def plot_seen(ax, seen, curves, modes, *, which="acc", title=None):
         ax.set_title(title)
 
 
-def table1_rows(arrays, modes, full_protocols=("sequential", "iid")) -> list[tuple[str, ...]]:
-    """Table 1's rows: mode, then the final held-out accuracy (%, mean +- std over seeds) of
-    the sequential and IID linear probe (at its best lr) and of sequential / IID full
-    fine-tuning ("-" for protocols not in ``full_protocols``; "diverged" where every seed
-    diverged, and a count where some did)."""
+def table1(arrays, modes, full_protocols=("sequential", "iid")):
+    """Table 1 as a DataFrame, one row per mode: the final held-out accuracy (%, mean +- std
+    over seeds) of the sequential and IID linear probe (at its best lr) and of sequential /
+    IID full fine-tuning ("-" for protocols not in ``full_protocols``; "diverged" where
+    every seed diverged, and a count where some did). Taught in the chapter *Zapping and
+    transfer shock*."""
+    import pandas as pd
+
     best = best_probe(arrays)
     full = arrays["full_final"]
 
@@ -72,7 +75,14 @@ def table1_rows(arrays, modes, full_protocols=("sequential", "iid")) -> list[tup
             cell(full[i, 0], "sequential" in full_protocols),
             cell(full[i, 1], "iid" in full_protocols),
         ))  # fmt: skip
-    return rows
+    columns = ["pre-training", "sequential, probe", "IID, probe", "sequential, full", "IID, full"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def moving_average(x, k: int) -> np.ndarray:
+    """The mean of each window of ``k`` consecutive values of ``x`` (``len(x) - k + 1``
+    values). Taught in the chapter *Zapping and transfer shock* (pre-training curves)."""
+    return np.convolve(x, np.ones(k) / k, mode="valid")
 
 
 def transfer_dashboard(

@@ -169,3 +169,13 @@ def run_feature_stats(study: ShockStudy) -> dict[str, np.ndarray]:
             out["dead"][i, s] = (f == 0).float().mean().item()
             out["norm"][i, s] = f.norm(dim=1).mean().item()
     return out
+
+
+def zap_gains(best, modes) -> tuple[np.ndarray, np.ndarray]:
+    """Zapped IID minus IID pre-training, per transfer protocol (sequential, IID), from
+    :func:`best_probe`'s picks: the difference of the mean final accuracy over seeds, and
+    the number of seeds in which zapped IID is ahead (paired by seed). ``modes`` names the
+    first axis of ``best["final"]``. Taught in the chapter *Zapping and transfer shock*."""
+    modes = list(modes)
+    z, b = best["final"][modes.index("zapped_iid")], best["final"][modes.index("iid")]
+    return z.mean(-1) - b.mean(-1), (z > b).sum(-1)
