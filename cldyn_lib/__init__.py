@@ -9,8 +9,9 @@ One import gives a reader every name the chapters use::
 The package is a house of floors; a module imports only from its own floor or lower ones:
 
 - ground floor (``config``, ``metrics``, ``results``, ``checkpoint``, ``files``, ``plots``,
-  ``batching``): configs, the loss-matrix metrics, results with provenance, the generic
-  checkpoint store, atomic files, shared axes conventions, the batched optimizer;
+  ``batching``, ``stats``): configs, the loss-matrix metrics, results with provenance, the
+  generic checkpoint store, atomic files, shared axes conventions, the batched optimizer,
+  the contrasts over seeds behind every verdict;
 - ``data``: articles, tokenised documents, Omniglot, CIFAR-10, and where they are found;
 - ``models``: GPT-NeoX (and its batched forward), the pre-trained stand-in, the ConvNet,
   the ResNet, the image models;
@@ -54,6 +55,7 @@ API: dict[str, tuple[str, ...]] = {
         "plot_shift_averaged", "plot_style",
     ),
     "batching": ("StackedOptimizer", "VmapOptions"),
+    "stats": ("Criterion", "Outcome", "VERDICTS", "combine_scales", "decide", "verdict_of"),
     "data.fetch": ("ChecksumError", "CorruptDataError", "DataNotFoundError", "DataSource"),
     "data.articles": ("load_articles", "load_tokenizer"),
     "data.documents": ("select_documents", "tokenize_pool"),

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "api.md"
 
 FLOORS = [
-    ("Ground floor: configs, metrics, results, checkpoints, files, plots, batching",
-     ["config", "metrics", "results", "checkpoint", "files", "plots", "batching"]),
+    ("Ground floor: configs, metrics, results, checkpoints, files, plots, batching, statistics",
+     ["config", "metrics", "results", "checkpoint", "files", "plots", "batching", "stats"]),
     ("Data", ["data"]),
     ("Models", ["models"]),
     ("Paper B (Yang et al.): the cyclic wing", ["cyclic"]),
@@ -40,7 +40,7 @@ or the ones below, and the two papers' wings never import each other:
 
 | floor | packages | imports |
 |---|---|---|
-| 0 | `config`, `metrics`, `results`, `checkpoint`, `files`, `plots`, `batching` | NumPy, torch, matplotlib |
+| 0 | `config`, `metrics`, `results`, `checkpoint`, `files`, `plots`, `batching`, `stats` | NumPy, SciPy, torch, matplotlib |
 | 1 | `data` | floor 0 |
 | 2 | `models` | floors 0-1 |
 | 3 | `cyclic` (paper B), `sequential` (paper A) | floors 0-2, not each other |
@@ -76,7 +76,9 @@ def page() -> str:
                 out.append(f"{first}.\n")
                 if public:
                     out.append("In `cl`: " + ", ".join(f"`{n}`" for n in public) + ".\n")
-                out.append(f"```{{eval-rst}}\n.. automodule:: {name}\n   :members:\n```\n")
+                out.append(
+                    f"```{{eval-rst}}\n.. automodule:: {name}\n   :members:\n   :undoc-members:\n```\n"
+                )
     return "\n".join(out)
 
 

@@ -1,5 +1,6 @@
-"""Sphinx: resolve references to the public API (``cldyn_lib.run_cyclic``) to the place
-where the name is defined and documented (``cldyn_lib.cyclic.engine.run_cyclic``).
+"""Sphinx: resolve references to the public API (``cldyn_lib.run_cyclic``, or a bare
+``run_cyclic`` that is not defined in the module at hand) to the place where the name is
+defined and documented (``cldyn_lib.cyclic.engine.run_cyclic``).
 
 Docstrings name public objects as readers call them, ``cl.<name>``; ``book/api.md``
 documents each one in its own module. The mapping is ``cldyn_lib.API``.
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 def _public(app, env, node, contnode):
     target = node.get("reftarget", "")
-    if node.get("refdomain") != "py" or not target.startswith("cldyn_lib."):
-        return None
+    if node.get("refdomain") != "py" or "." in target.removeprefix("cldyn_lib."):
+        return None  # only cldyn_lib.<name> and a bare <name>
     import cldyn_lib
 
-    name = target[len("cldyn_lib.") :]
+    name = target.removeprefix("cldyn_lib.")
     module = next((m for m, names in cldyn_lib.API.items() if name in names), None)
     if module is None:
         return None

@@ -113,7 +113,7 @@ def run_cyclic(
 
     ``timing=True`` synchronises CUDA around each phase so that the recorded training and
     evaluation times are exact (CPU timings are always exact). ``state`` continues a run
-    made with :func:`setup` from its ``episode``.
+    made with :func:`~cldyn_lib.setup_cyclic` from its ``episode``.
 
     ``checkpoint_dir``: save the run's state there every ``checkpoint_every`` epochs and
     resume from it when it exists (bitwise the same result on a CPU; see

@@ -42,6 +42,7 @@ def estimate_cyclic(state) -> dict[str, float]:
 
 
 def describe_estimate(est: dict[str, float]) -> str:
+    """One line for the terminal: the flops, time and memory of :func:`estimate_cyclic`."""
     minutes = est["seconds"] / 60
     when = f"{minutes:.0f} min" if minutes >= 1 else f"{est['seconds']:.0f} s"
     return (

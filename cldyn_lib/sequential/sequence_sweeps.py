@@ -123,6 +123,7 @@ CI_LRS = {"sgd": (3e-3,), "sgd_momentum": (1e-3,), "adam": (1e-3,), "adam_nosqrt
           "adam_beta2_0": (1e-4,), "adam_beta1_0": (1e-3,), "fisher": (1e-4,)}  # fmt: skip
 """One learning rate per variant for the live ci runs (the best of a small ci grid)."""
 
+#: the two optimizers that paper A's Table 3 compares
 OPTIMIZER_PAIR = ("sgd_momentum", "adam")
 
 

@@ -32,7 +32,7 @@ ones; ``task_rotation`` rotates class c's images by ``c * task_rotation`` degree
 distribution shift between consecutive tasks, :func:`cldyn_lib.data.omniglot.rotate_tasks`).
 
 This module holds the config, the result and the evaluation schedule; the loop
-(:func:`cldyn_lib.sequential.transfer_engine.train_transfer`) keeps its whole state in a :class:`TransferState` and
+(:func:`cldyn_lib.sequential.transfer_engine.train_transfer`) keeps its whole state in a :class:`~cldyn_lib.sequential.transfer_engine.TransferState` and
 takes one step at a time, so later chapters can swap optimizers, vmap it or checkpoint it;
 an ``on_step`` callback sees the state after every step (how *Why Adam remembers* watches
 the optimizer's moments). Taught in the chapter *Zapping and transfer shock*; the epochs,
