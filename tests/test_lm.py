@@ -14,7 +14,7 @@ from conftest import need_mirror
 import cldyn_lib as cl
 from cldyn_lib.cyclic.sweeps import variant
 from cldyn_lib.data import documents
-from cldyn_lib.models import gpt_neox, small_lm
+from cldyn_lib.models import causal_lm, gpt_neox, small_lm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ def test_arch_knobs_parameter_count_and_pythia_shapes():
     model = cl.build_random(small)
     assert sum(p.numel() for p in model.parameters()) == small.n_params()
     assert small.n_params(embeddings=False) == small.n_params() - 2 * 700 * 96
-    assert model.config.intermediate_size == 200 and len(gpt_neox.blocks(model)) == 3
+    assert model.config.intermediate_size == 200 and len(causal_lm.transformer_blocks(model)) == 3
     # Pythia-1B's non-embedding parameters: about 805M (its name counts the embeddings too)
     assert 0.80e9 < a.n_params(embeddings=False) < 0.81e9
 
@@ -73,12 +73,12 @@ def test_restrict_vocab_keeps_the_logits_of_kept_tokens_and_freeze_counts():
     ids_full = torch.tensor([[3, 9, 42, 7, 0, 3]])
     with torch.no_grad():
         full = model(input_ids=ids_full).logits[..., keep]
-    gpt_neox.restrict_vocab_(model, keep)
+    causal_lm.restrict_vocab_(model, keep)
     ids_new = torch.tensor([[1, 3, 4, 2, 0, 1]])
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids_new).logits, full)
-    frozen = gpt_neox.freeze_blocks_(model, 1)
-    block0 = sum(p.numel() for p in gpt_neox.blocks(model)[0].parameters())
+    frozen = causal_lm.freeze_blocks_(model, 1)
+    block0 = sum(p.numel() for p in causal_lm.transformer_blocks(model)[0].parameters())
     assert frozen == 5 * 32 + block0
 
 

@@ -3,6 +3,14 @@
 ``CyclicConfig.preset("ci")`` is seconds on a CPU; ``"laptop"`` minutes; ``"gpu"`` and
 ``"paper"`` fine-tune real Pythia checkpoints. The engine is :func:`cldyn_lib.run_cyclic`.
 
+Your own model and documents: ``causal_lm`` names any ``transformers`` causal LM (a folder
+written by ``save_pretrained`` or a hub id, with its tokenizer) and ``docs`` any texts (a
+``.jsonl``, a ``.txt``, a folder of ``.txt`` files or a hub dataset); every option of the
+protocol applies to them (:mod:`cldyn_lib.models.causal_lm`, :mod:`cldyn_lib.data.texts`).
+``vocab="full"`` keeps every row of the model's embedding (Pythia: 50,304), ``"tokenizer"``
+the tokenizer's ids (Pythia: 50,277, as paper B's code resizes to; see
+:func:`cldyn_lib.data.documents.tokenizer_vocab` for what the difference costs).
+
 Taught in the chapters *Anticipatory recovery in a language model*, *Emergence with scale* and
 *What drives recovery*.
 """
@@ -10,6 +18,7 @@ Taught in the chapters *Anticipatory recovery in a language model*, *Emergence w
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 from ..config import (
     Config,
@@ -22,6 +31,7 @@ from ..config import (
 )
 from ..data.articles import ARTICLE_POOLS
 from ..data.documents import WINDOWS
+from ..models import causal_lm as clm
 from ..models import gpt_neox as lm
 from ..models.small_lm import SmallLMConfig
 
@@ -29,7 +39,9 @@ OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 1e-3, "adam": 1e-4}  #: paper B: GD 1e-3; its Adam scripts use 1e-4
 ORDERS = ("cyclic", "shuffled", "partial", "reversed")
 WEIGHTS = ("random", "pretrained", "standin")
-VOCABS = ("full", "docs", "common")
+VOCABS = ("full", "docs", "common", "tokenizer")
+DOC_SELECTIONS = ("random", "first")
+KNOBS = ("width", "depth", "heads", "mlp_width")  #: random-init shape knobs of Pythia models
 LR_SCALINGS = ("none", "inverse_steps")
 
 
@@ -65,7 +77,7 @@ class CyclicConfig(Config):
     mlp_width: int = 0
     init: str = "pythia"  #: random init: "pythia" (small/wang init), "gaussian" (0.02), "step0"
     init_dims: str = "model"  #: "model" (real d, L) or "reference" (d=2048, L=16 as in paper B)
-    vocab: str = "full"  #: "full", "docs" (ids in the documents), "common" (stand-in's, see docs)
+    vocab: str = "full"  #: "full" (every embedding row), "docs" (ids in the documents), "common" (stand-in's), "tokenizer" (the tokenizer's ids, as paper B's code)
     vocab_k: int = 2048  #: size of the common vocabulary
     pretrain_steps: int = 300  #: stand-in: pre-training steps (its cache key)
     # execution
@@ -74,6 +86,19 @@ class CyclicConfig(Config):
     tf32: bool = False  #: CUDA only: TF32 matmuls
     bf16: bool = False  #: CUDA only: bfloat16 autocast in forward passes
     eval_batch: int = 0  #: documents per evaluation forward; 0 = as many as fit a budget
+    # your own model and documents (the appendix *Your own model*)
+    causal_lm: str = ""  #: folder or hub id of any transformers causal LM with its tokenizer ("" = the Pythia model)
+    docs: str = ""  #: your documents: .jsonl, .txt (one per line), a folder of .txt, or hf:NAME[:CONFIG[:SPLIT]] ("" = pool)
+    docs_field: str = "text"  #: the text field of each .jsonl line (or the hub dataset's column)
+    doc_selection: str = "random"  #: "random": T documents drawn with the seed (paper B); "first": the first T in order
+    lora_rank: int = (
+        0  #: LoRA adapters of this rank through peft (0 = fine-tune the weights themselves)
+    )
+    lora_alpha: float = 16.0  #: LoRA scale alpha (updates scaled by alpha / rank)
+
+    #: added after results were committed: left out of ``key()`` at their defaults
+    KEY_OMIT_DEFAULTS = ("causal_lm", "docs", "docs_field", "doc_selection", "lora_rank",
+                         "lora_alpha")  # fmt: skip
 
     PRESETS = {
         # ci: seconds on 2 CPU cores. A tiny random-init GPT-NeoX, Adam reset per document,
@@ -94,11 +119,36 @@ class CyclicConfig(Config):
         "paper": dict(model="pythia-1b", weights="pretrained"),
     }  # fmt: skip
 
+    @classmethod
+    def preset(cls, scale: str, **overrides):
+        """The config for a named scale (see :meth:`cldyn_lib.Config.preset`).
+
+        A preset's random-init shape (``width``, ``depth``, ``heads``, ``mlp_width``) does
+        not apply to a checkpoint with its own shape: with ``weights="pretrained"`` or a
+        ``causal_lm`` those knobs are reset to 0 (with a warning saying so), unless given.
+        """
+        base = cls.PRESETS.get(scale, {})
+        weights = overrides.get("weights", base.get("weights", "pretrained"))
+        own_shape = weights == "pretrained" or bool(
+            overrides.get("causal_lm", base.get("causal_lm"))
+        )
+        reset = {k: 0 for k in KNOBS if own_shape and base.get(k) and k not in overrides}
+        if reset:
+            shown = ", ".join(f"{k}={base[k]}" for k in reset)
+            what = "a causal_lm" if overrides.get("causal_lm") else "weights='pretrained'"
+            warnings.warn(
+                f"preset {scale!r} sets {shown} for random weights; reset to 0 for {what} "
+                "(the model keeps its own shape)",
+                UserWarning,
+                stacklevel=2,
+            )
+        return super().preset(scale, **{**overrides, **reset})
+
     def validate(self) -> None:
         for flag in ("require_full", "reset_optimizer", "tf32", "bf16"):
             check_bool(flag, getattr(self, flag))
         check_int("n_docs", self.n_docs, 1, 10_000)
-        check_int("context", self.context, 8, lm.CONTEXT)
+        check_int("context", self.context, 8, lm.CONTEXT if not self.causal_lm else 10**7)
         check_int("steps", self.steps, 1, 100_000)
         check_int("epochs", self.epochs, 1, 10_000)
         check_choice("pool", self.pool, ARTICLE_POOLS)
@@ -116,6 +166,7 @@ class CyclicConfig(Config):
             raise ConfigError(f"shift={self.shift} needs window='centre'; got {self.window!r}")
         check_choice("model", self.model, lm.MODELS)
         check_choice("weights", self.weights, WEIGHTS)
+        self.validate_own()
         check_choice("init", self.init, lm.INITS)
         check_choice("init_dims", self.init_dims, lm.INIT_DIMS)
         check_choice("vocab", self.vocab, VOCABS)
@@ -130,14 +181,55 @@ class CyclicConfig(Config):
                     )
         if self.weights == "standin" and self.vocab != "common":
             raise ConfigError(f"vocab must be 'common' with weights='standin'; got {self.vocab!r}")
-        a = self.arch()
-        check_int("context", self.context, 8, a.context)  # the model's positions
-        check_int("frozen_blocks", self.frozen_blocks, 0, a.depth)
+        if not self.causal_lm:  # a causal_lm's shape is checked by check_resources
+            a = self.arch()
+            check_int("context", self.context, 8, a.context)  # the model's positions
+            check_int("frozen_blocks", self.frozen_blocks, 0, a.depth)
         check_int("seed", self.seed, 0, 2**32 - 1)
         check_choice("device", self.device, ("auto", "cpu", "cuda"))
         if self.device == "cpu" and (self.tf32 or self.bf16):
             raise ConfigError("tf32 and bf16 need device='cuda' (CPU runs are float32)")
         check_int("eval_batch", self.eval_batch, 0, 100_000)
+
+    def validate_own(self) -> None:
+        """The fields of your own model and documents (files are read by check_resources)."""
+        for name in ("causal_lm", "docs", "docs_field"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string; got {getattr(self, name)!r}")
+        if not self.docs_field:
+            raise ConfigError("docs_field must name a text field; got ''")
+        check_choice("doc_selection", self.doc_selection, DOC_SELECTIONS)
+        check_int("lora_rank", self.lora_rank, 0, 4096)
+        check_float("lora_alpha", self.lora_alpha, 0, None, lo_open=True)
+        if self.lora_rank and self.frozen_blocks:
+            raise ConfigError(
+                "frozen_blocks must be 0 with lora_rank > 0 (LoRA trains adapters only)"
+            )
+        if not self.causal_lm:
+            if self.lora_rank:
+                raise ConfigError("lora_rank > 0 needs a causal_lm (LoRA is for your own models)")
+            return
+        if self.weights not in ("pretrained", "random"):
+            raise ConfigError(
+                f"weights must be 'pretrained' or 'random' with a causal_lm; got {self.weights!r}"
+            )
+        for knob in KNOBS:
+            if getattr(self, knob):
+                raise ConfigError(
+                    f"{knob} must be 0 with a causal_lm (the model has its own shape); "
+                    f"got {getattr(self, knob)}"
+                )
+        if self.vocab == "common":
+            raise ConfigError(
+                "vocab must be 'full', 'tokenizer' or 'docs' with a causal_lm; got 'common'"
+            )
+        if self.init != "pythia" or self.init_dims != "model":
+            raise ConfigError(
+                "init and init_dims apply to the book's Pythia models; a causal_lm with "
+                f"weights='random' uses its own initialisation (got init={self.init!r})"
+            )
+        if self.weights_path:
+            raise ConfigError("weights_path is for Pythia models; give the folder as causal_lm")
 
     # ---------------------------------------------------------------- derived values
 
@@ -173,6 +265,9 @@ class CyclicConfig(Config):
         device = resolve_device(self.device)
         if device == "cpu" and (self.tf32 or self.bf16):
             raise ConfigError("tf32 and bf16 need CUDA; this machine has none (use device='cpu')")
+        if self.causal_lm:
+            self.check_causal_lm()
+            return device
         revision = "step0" if self.init == "step0" else None
         needs_hub = self.weights == "pretrained" or (
             self.weights == "random" and self.init == "step0"
@@ -185,3 +280,23 @@ class CyclicConfig(Config):
                 "folder written by save_pretrained), go online, or use weights='standin'"
             )
         return device
+
+    def check_causal_lm(self):
+        """A ``causal_lm``'s checks that read its config (no weights are loaded): a causal
+        LM without remote code, with weights if ``weights="pretrained"``, ``context`` within
+        its positions, ``frozen_blocks`` within its blocks. Returns what was read."""
+        spec = clm.inspect_causal_lm(self.causal_lm, need_weights=self.weights == "pretrained")
+        if spec.context is not None and self.context > spec.context:
+            raise ConfigError(
+                f"context (C) must be <= {spec.context}, the positions of {self.causal_lm!r} "
+                f"(its max_position_embeddings); got {self.context}"
+            )
+        check_int("frozen_blocks", self.frozen_blocks, 0, spec.depth)
+        if self.lora_rank:
+            try:
+                import peft  # noqa: F401
+            except ImportError:
+                raise ConfigError(
+                    "lora_rank > 0 needs the peft package: pip install peft"
+                ) from None
+        return spec

@@ -80,16 +80,25 @@ def train_episode(state: CyclicState, doc: int) -> None:
 
 @torch.no_grad()
 def evaluate_documents(state: CyclicState) -> torch.Tensor:
-    """Loss of every document on its evaluation window, in batched forwards: (T,) on device."""
+    """Loss of every document on its evaluation window, in batched forwards: (T,) on device.
+
+    The model is evaluated in ``eval()`` mode (no dropout: GPT-2 has 0.1) and put back into
+    the mode it was in; Pythia's dropout is 0, so for it the two modes give the same numbers.
+    """
     C, s = state.config.context, state.docs.eval_start
     ids = state.tokens[:, s : s + C]
     n = (state.lengths - s).clamp(0, C)
     chunk = eval_chunk(state)
     out = []
-    for a in range(0, len(ids), chunk):
-        with autocast(state):
-            logits = state.model(input_ids=ids[a : a + chunk]).logits
-        out.append(lm.document_losses(logits, ids[a : a + chunk], n[a : a + chunk]))
+    was_training = state.model.training
+    state.model.eval()
+    try:
+        for a in range(0, len(ids), chunk):
+            with autocast(state):
+                logits = state.model(input_ids=ids[a : a + chunk]).logits
+            out.append(lm.document_losses(logits, ids[a : a + chunk], n[a : a + chunk]))
+    finally:
+        state.model.train(was_training)
     return torch.cat(out)
 
 
@@ -108,12 +117,15 @@ def run_cyclic(
     checkpoint_every: int = 1,
     deterministic: bool = False,
     probe=None,
+    desc: str = "episodes",
 ) -> CyclicResult:
     """Run cyclic fine-tuning for ``config``; see the module docstring.
 
     ``timing=True`` synchronises CUDA around each phase so that the recorded training and
     evaluation times are exact (CPU timings are always exact). ``state`` continues a run
-    made with :func:`~cldyn_lib.setup_cyclic` from its ``episode``.
+    made with :func:`~cldyn_lib.setup_cyclic` from its ``episode`` (a fresh one, at episode
+    0, is first restored from ``checkpoint_dir`` when a checkpoint is there). ``desc``
+    labels the progress bar.
 
     ``checkpoint_dir``: save the run's state there every ``checkpoint_every`` epochs and
     resume from it when it exists (bitwise the same result on a CPU; see
@@ -130,7 +142,8 @@ def run_cyclic(
     saver = ck.checkpointer(checkpoint_dir, "cyclic", config, checkpoint_every)
     if state is None:
         state = setup_cyclic(config, device=config.check_resources())  # errors before any compute
-        blob = saver.load() if saver is not None else None
+    if state.episode == 0 and saver is not None:
+        blob = saver.load()
         if blob is not None:
             resume.restore_cyclic(state, blob)
             state.info["resumed_at_episode"] = state.episode
@@ -153,7 +166,7 @@ def run_cyclic(
             state.losses[0] = evaluate_documents(state)
             if probe is not None:
                 probe(state)
-        bar = tqdm(total=E * T, initial=state.episode, desc="episodes", disable=not progress)
+        bar = tqdm(total=E * T, initial=state.episode, desc=desc, disable=not progress)
         while state.episode < E * T:
             epoch, k = divmod(state.episode, T)
             t1 = time.perf_counter()

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ..models import gpt_neox as lm
+from ..models import causal_lm as clm
 from .state import eval_chunk
 
 LONG_RUN_S = 60  #: print the estimated time and memory before runs longer than this
@@ -18,25 +18,21 @@ THROUGHPUT = {"cpu": 2e10, "cuda": 2e13}
 def estimate_cyclic(state) -> dict[str, float]:
     """Rough time and memory of a cyclic run, from its flops and its tensors.
 
-    Memory: weights, gradients and two Adam moments in fp32 (4 x 4 bytes per parameter),
+    Memory: weights in fp32 (4 bytes per parameter), gradients and two Adam moments of the
+    trainable ones (12 bytes each; frozen blocks and LoRA train fewer),
     the largest evaluation logits (documents per forward x C x vocabulary x 4 bytes, twice
     for the log-softmax) and the loss buffers. Time: training and evaluation flops over
     :data:`THROUGHPUT`. Both are estimates, good to a factor of a few.
     """
-    cfg, a = state.config, state.model.config
-    arch = lm.Arch(
-        a.hidden_size,
-        a.num_hidden_layers,
-        a.num_attention_heads,
-        a.intermediate_size,
-        state.vocab.size,
-    )
+    cfg = state.config
+    arch = clm.arch_of(clm.base_model(state.model).config, state.vocab.size)
     seq = arch.flops_per_token(cfg.context) * cfg.context
     E, T, M = cfg.epochs, cfg.n_docs, cfg.steps
     flops = 3 * seq * E * T * M + seq * (E * T + 1) * T
     n_params = sum(p.numel() for p in state.model.parameters())
+    n_train = sum(p.numel() for p in state.model.parameters() if p.requires_grad)
     logits = 2 * eval_chunk(state) * cfg.context * state.vocab.size * 4
-    memory = 16 * n_params + logits + 4 * (E * T + 1) * T + 4 * E * T * M
+    memory = 4 * n_params + 12 * n_train + logits + 4 * (E * T + 1) * T + 4 * E * T * M
     seconds = flops / THROUGHPUT["cuda" if state.device == "cuda" else "cpu"]
     return {"flops": float(flops), "seconds": float(seconds), "memory_bytes": float(memory)}
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import metrics
 from ..data.documents import tokenize_pool
-from ..models import gpt_neox as lm
+from ..models import causal_lm as clm
 from ..results import provenance
 from .config import CyclicConfig
 from .state import CyclicState, eval_chunk
@@ -66,11 +66,8 @@ def load_reference_npz(path, schedule=None) -> CyclicResult:
 def result_of(state: CyclicState, clock: dict) -> CyclicResult:
     """The :class:`CyclicResult` of ``state`` so far, with provenance and the run's timings."""
     cfg = state.config
-    a = state.model.config
-    seq_flops = lm.Arch(
-        a.hidden_size, a.num_hidden_layers, a.num_attention_heads, a.intermediate_size,
-        state.vocab.size,
-    ).flops_per_token(cfg.context) * cfg.context  # fmt: skip
+    arch = clm.arch_of(clm.base_model(state.model).config, state.vocab.size)
+    seq_flops = arch.flops_per_token(cfg.context) * cfg.context
     extra = {
         "run": {
             **state.info, **clock,
@@ -82,8 +79,8 @@ def result_of(state: CyclicState, clock: dict) -> CyclicResult:
         },
         "doc_ids": state.docs.ids,
     }  # fmt: skip
-    tokens_src = tokenize_pool(cfg.pool).sources
-    prov = provenance(cfg, device=state.device, sources=tokens_src, extra=extra)
+    sources = state.sources or tokenize_pool(cfg.pool).sources
+    prov = provenance(cfg, device=state.device, sources=sources, extra=extra)
     return CyclicResult(
         losses=state.host_losses.copy(),
         schedule=state.schedule.copy(),

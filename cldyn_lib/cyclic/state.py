@@ -12,22 +12,13 @@ Taught in the chapters *Anticipatory recovery in a language model* and *Inside t
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import numpy as np
 import torch
 
-from ..data.documents import (
-    Documents,
-    Vocab,
-    full_vocab,
-    select_documents,
-    tokenize_pool,
-    vocab_of,
-)
-from ..models import gpt_neox as lm
-from ..models.small_lm import load_small_lm, pretraining_corpus, small_lm_vocab
+from ..data.documents import Documents, Vocab
 from .config import CyclicConfig
+from .inputs import run_inputs, subseed
 
 
 @dataclasses.dataclass
@@ -50,11 +41,7 @@ class CyclicState:
     host_losses: np.ndarray  #: copy of ``losses`` made once per epoch
     episode: int = 0  #: episodes done
     info: dict = dataclasses.field(default_factory=dict)
-
-
-def subseed(seed: int, stream: int) -> int:
-    """An independent seed for random stream ``stream`` of a run seeded ``seed``."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+    sources: tuple = ()  #: where the documents came from (DataSource records)
 
 
 def make_schedule(config: CyclicConfig) -> np.ndarray:
@@ -74,56 +61,18 @@ def make_schedule(config: CyclicConfig) -> np.ndarray:
     return rows
 
 
-def _make_model(config: CyclicConfig, info: dict):
-    if config.weights == "pretrained":
-        return lm.load_pretrained(config.model, config.weights_path)
-    if config.weights == "standin":
-        s = load_small_lm(config.small_lm_config(), progress=False)
-        info["standin"] = {k: v for k, v in s.info.items() if k != "config"}
-        return s.model
-    if config.init == "step0":
-        return lm.load_pretrained(config.model, config.weights_path, revision="step0")
-    init_seed = subseed(config.seed, 2)
-    a = config.arch(vocab_size=info["base_vocab_size"])
-    return lm.build_random(a, config.init, config.init_dims, init_seed)
-
-
-def _base_vocab(config: CyclicConfig) -> Vocab:
-    if config.vocab == "common":
-        return small_lm_vocab(config.vocab_k)
-    return full_vocab()
-
-
 def setup_cyclic(config: CyclicConfig, device: str | None = None) -> CyclicState:
-    """Draw the documents, build the model and the loss buffers: episode 0 of a run."""
+    """Draw the documents, build the model and the loss buffers: episode 0 of a run.
+
+    The documents, vocabulary and model come from :func:`cldyn_lib.cyclic.inputs.run_inputs`
+    (the book's Pythia and CNN/DailyMail, or your ``causal_lm`` and ``docs``).
+    """
     device = device or config.check_resources()
-    pool = tokenize_pool(config.pool)
-    exclude = frozenset()
-    if config.weights == "standin" or config.vocab == "common":
-        exclude = frozenset(pretraining_corpus().ids)  # never fine-tune on pre-training text
-    docs = select_documents(
-        pool, config.n_docs, config.context, window=config.window, seed=config.seed,
-        require_full=config.require_full, exclude=exclude,
-    )  # fmt: skip
-    # vocab: the model's ids; keep: the rows of a loaded model's embedding and head to keep
-    base = _base_vocab(config)
-    if config.vocab == "full":
-        vocab, keep = base, None
-    elif config.vocab == "docs":
-        vocab = vocab_of(docs.tokens)
-        keep = vocab.ids
-    else:
-        vocab, keep = base.restrict(docs.tokens)
-    loaded = config.weights in ("pretrained", "standin") or config.init == "step0"
-    info: dict[str, Any] = {"base_vocab_size": base.size if loaded else vocab.size}
-    info["vocab_size"] = vocab.size
-    model = _make_model(config, info)  # random models are built at the final size
-    if loaded and keep is not None:
-        lm.restrict_vocab_(model, keep)
-    info["frozen_params"] = lm.freeze_blocks_(model, config.frozen_blocks)
-    info["n_params"] = sum(p.numel() for p in model.parameters())
-    info["n_params_non_embedding"] = info["n_params"] - 2 * vocab.size * model.config.hidden_size
-    model.to(device).train()
+    inputs = run_inputs(config)
+    docs, vocab, model = inputs.docs, inputs.vocab, inputs.model
+    model.to(device).train()  # evaluation switches to eval() and back (dropout, e.g. GPT-2)
+    if config.causal_lm:  # dropout draws from torch's global generator: seed it per run
+        torch.manual_seed(subseed(config.seed, 5))
     E, T, M = config.epochs, config.n_docs, config.steps
     tokens = torch.as_tensor(vocab.encode(docs.tokens), device=device)
     mask_gen = torch.Generator(device=device).manual_seed(subseed(config.seed, 4))
@@ -133,7 +82,7 @@ def setup_cyclic(config: CyclicConfig, device: str | None = None) -> CyclicState
         schedule=make_schedule(config), shift_rng=np.random.default_rng([config.seed, 3]),
         mask_gen=mask_gen, losses=torch.zeros(E * T + 1, T, device=device),
         train_losses=torch.zeros(E * T, M, device=device),
-        host_losses=np.full((E * T + 1, T), np.nan), info=info,
+        host_losses=np.full((E * T + 1, T), np.nan), info=inputs.info, sources=inputs.sources,
     )  # fmt: skip
 
 

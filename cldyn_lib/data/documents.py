@@ -8,7 +8,8 @@ with the end-of-text token, id 0, which the loss ignores). This module turns the
   (``data/cache/derived``), so a chapter does not pay ~3 s of tokenizer start-up per run;
 - :func:`select_documents` draws T articles with a seeded generator, in training order;
 - :class:`Vocab` maps GPT-NeoX ids to the ids a model uses. ``full_vocab()`` keeps all
-  50,304 rows of Pythia's embedding; :func:`vocab_of` keeps only the ids that occur in the
+  50,304 rows of Pythia's embedding; :func:`tokenizer_vocab` the tokenizer's 50,277 (paper
+  B's code resizes to them); :func:`vocab_of` keeps only the ids that occur in the
   documents (a smaller softmax, much faster on a CPU); :func:`common_vocab` keeps the k most
   frequent ids of a corpus plus one "rare token" class (the pre-trained stand-in's).
 
@@ -30,6 +31,7 @@ from .fetch import DataNotFoundError, DataSource, locate
 
 PAD_ID = 0  #: GPT-NeoX's end-of-text token, used as padding (as in paper B's code)
 FULL_VOCAB_SIZE = 50_304  #: rows of Pythia's embedding (the tokenizer has 50,277 ids)
+TOKENIZER_VOCAB_SIZE = 50_277  #: ids of the GPT-NeoX tokenizer (paper B's code resizes to it)
 MAX_TOKENS = 2048  #: tokens kept per article (2C for C = 1024 with the centre window)
 HUB_SUBSET = 5000  #: articles tokenised when the pool is the full Hugging Face train split
 WINDOWS = ("first", "centre")
@@ -137,6 +139,8 @@ def select_documents(
     seed: int = 0,
     require_full: bool = True,
     exclude: frozenset[str] | set[str] = frozenset(),
+    first: bool = False,
+    pad_id: int = PAD_ID,
 ) -> Documents:
     """Draw ``n_docs`` articles with a seeded generator; their order is the training order.
 
@@ -144,6 +148,8 @@ def select_documents(
     no document is padded; without it shorter articles are padded and the padding is masked
     out of the loss. Articles whose id is in ``exclude`` are never drawn (the pre-trained
     stand-in's training articles). A pool too small for the request raises ConfigError.
+    ``first=True`` takes the first ``n_docs`` candidates in the pool's order instead of a
+    seeded draw; ``pad_id`` pads (a model's own padding or end-of-text id; Pythia's is 0).
     """
     check_choice("window", window, WINDOWS)
     width = context if window == "first" else 2 * context
@@ -159,9 +165,12 @@ def select_documents(
             f"and window={window!r} ({len(candidates)} articles {need}are available); "
             f"got {n_docs}"
         )
-    rng = np.random.default_rng([seed, 0])
-    chosen = rng.choice(candidates, size=n_docs, replace=False)
-    out = np.full((n_docs, width), PAD_ID, dtype=np.int64)
+    if first:
+        chosen = candidates[:n_docs]
+    else:
+        rng = np.random.default_rng([seed, 0])
+        chosen = rng.choice(candidates, size=n_docs, replace=False)
+    out = np.full((n_docs, width), pad_id, dtype=np.int64)
     n = np.zeros(n_docs, dtype=np.int64)
     for row, i in enumerate(chosen):
         t = tokens.tokens[i][:width]
@@ -212,9 +221,20 @@ class Vocab:
         return Vocab(self.ids[kept], keep_unk, self.name + "+docs"), used
 
 
-def full_vocab() -> Vocab:
-    """All 50,304 ids of Pythia's embedding, unchanged."""
-    return Vocab(np.arange(FULL_VOCAB_SIZE), False, "full")
+def full_vocab(size: int = FULL_VOCAB_SIZE) -> Vocab:
+    """All ``size`` rows of a model's embedding, unchanged (Pythia's 50,304 by default)."""
+    return Vocab(np.arange(size), False, "full")
+
+
+def tokenizer_vocab(size: int = TOKENIZER_VOCAB_SIZE) -> Vocab:
+    """The first ``size`` ids: the tokenizer's own (GPT-NeoX's 50,277 by default).
+
+    Paper B's code resizes Pythia's 50,304-row embedding and head to the tokenizer's 50,277
+    ids; ``vocab="full"`` keeps all 50,304 rows. The 27 extra rows are never a target, so
+    they only add their share of the softmax: at random initialisation about
+    ln(50,304 / 50,277) = 5e-4 nats per token more (6e-4 measured), and less once trained.
+    """
+    return Vocab(np.arange(size), False, "tokenizer")
 
 
 def vocab_of(tokens: np.ndarray) -> Vocab:

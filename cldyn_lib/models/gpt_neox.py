@@ -13,8 +13,9 @@
   ``get_output_embeddings()``: it is ``embed_out`` in transformers 4 and ``lm_head`` in 5.
 - :func:`load_pretrained`: Pythia weights with ``from_pretrained`` (a hub name, or a local
   folder written by ``save_pretrained``), in float32.
-- :func:`restrict_vocab_`, :func:`freeze_blocks_`, :func:`document_losses`: what the cyclic
-  engine (:func:`cldyn_lib.run_cyclic`) does to a model.
+- :func:`document_losses`: the loss the cyclic engine (:func:`cldyn_lib.run_cyclic`) reads;
+  restricting the vocabulary and freezing blocks work on any causal LM and live in
+  :mod:`cldyn_lib.models.causal_lm`.
 
 Taught in the chapters *Anticipatory recovery in a language model* and *Emergence with scale*.
 """
@@ -25,7 +26,6 @@ import dataclasses
 import math
 import os
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -143,10 +143,6 @@ def output_head(model) -> torch.nn.Module:
     return model.get_output_embeddings()
 
 
-def blocks(model) -> torch.nn.ModuleList:
-    return model.gpt_neox.layers
-
-
 def init_weights_(
     model, scheme: str = "pythia", dims: tuple[int, int] | None = None, seed: int = 0
 ) -> None:
@@ -232,43 +228,6 @@ def load_pretrained(model: str, path: str = "", revision: str | None = None):
     src = os.path.expanduser(path) if path else hub_id(model)
     kwargs = {"revision": revision} if revision and not path else {}
     return GPTNeoXForCausalLM.from_pretrained(src, **dtype_kw, **kwargs)
-
-
-def restrict_vocab_(model, keep: np.ndarray) -> None:
-    """Keep only rows ``keep`` of the input embedding and the output head, in that order.
-
-    Model id k then means old id ``keep[k]``: the softmax runs over these tokens only.
-    """
-    idx = torch.as_tensor(np.asarray(keep), dtype=torch.long)
-    emb, head = model.get_input_embeddings(), output_head(model)
-    with torch.no_grad():
-        new_emb = torch.nn.Embedding(len(idx), emb.weight.shape[1])
-        new_emb.weight.copy_(emb.weight[idx.to(emb.weight.device)])
-        new_head = torch.nn.Linear(head.weight.shape[1], len(idx), bias=head.bias is not None)
-        new_head.weight.copy_(head.weight[idx.to(head.weight.device)])
-        if head.bias is not None:
-            new_head.bias.copy_(head.bias[idx.to(head.bias.device)])
-    model.set_input_embeddings(new_emb.to(emb.weight.device))
-    model.set_output_embeddings(new_head.to(head.weight.device))
-    model.config.vocab_size = len(idx)
-
-
-def freeze_blocks_(model, n_blocks: int) -> int:
-    """Freeze the input embedding and the first ``n_blocks`` blocks (paper B, Fig. 5d).
-
-    ``n_blocks=0`` freezes nothing. Returns the number of frozen parameters.
-    """
-    layers = blocks(model)
-    check_int("frozen_blocks", n_blocks, 0, len(layers))
-    if n_blocks == 0:
-        return 0
-    frozen = [model.get_input_embeddings()] + list(layers[:n_blocks])
-    count = 0
-    for module in frozen:
-        for p in module.parameters():
-            p.requires_grad_(False)
-            count += p.numel()
-    return count
 
 
 def document_losses(logits: torch.Tensor, ids: torch.Tensor, n_tokens: torch.Tensor):
