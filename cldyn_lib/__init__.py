@@ -59,9 +59,14 @@ API: dict[str, tuple[str, ...]] = {
     "data.fetch": ("ChecksumError", "CorruptDataError", "DataNotFoundError", "DataSource"),
     "data.articles": ("load_articles", "load_tokenizer"),
     "data.documents": ("select_documents", "tokenize_pool"),
+    "data.texts": ("load_texts", "tokenize_texts"),
     "data.omniglot": ("N_TRAIN_DRAWINGS", "load_omniglot", "load_omniglot_tensors", "rotate_tasks"),
     "data.cifar10": ("load_cifar10",),
     "models.gpt_neox": ("build_random", "load_pretrained", "pythia_arch"),
+    "models.causal_lm": (
+        "BLOCK_PATHS", "inspect_causal_lm", "load_causal_lm", "load_lm_tokenizer",
+        "transformer_blocks",
+    ),
     "models.small_lm": ("SmallLMConfig", "load_small_lm", "pretrain_small_lm"),
     "models.convnet": ("ConvNet",),
     "models.resnet": ("ResNet",),
@@ -98,6 +103,11 @@ API: dict[str, tuple[str, ...]] = {
         "recovery_scores_of", "seed_band_dashboard", "sweep_curves", "sweep_figure",
         "sweep_scores", "vision_dashboard",
     ),
+    "cyclic.analyse": (
+        "Analysis", "RECOVERY_CRITERION", "analyse", "analysis_config", "recovery_verdict",
+    ),
+    "cyclic.report": ("report_figure", "write_report"),
+    "cyclic.analyse_command": ("analysis_command",),
     "cyclic.scales": (
         "CLI_MATCH_TOLERANCE", "LIVE_WIDTHS", "LM_SEEDS", "live_cyclic_config",
         "pythia_comparison", "run_pythia_comparison", "seed_band_config",

@@ -7,14 +7,18 @@
     python -m cldyn_lib run cyclic --help            # every field, its type, default and doc
     python -m cldyn_lib sweep cyclic --preset ci --vary seed=0:8 --executor submitit-local \\
         --out data/results/sweep-cli-cyclic-seeds.npz
+    python -m cldyn_lib analyse --model ./my-model --docs notes.jsonl -T 10 -C 128 -M 5 \\
+        -E 4 --seeds 5 --out report/                 # your model: see cyclic.analyse_command
 
 Options are generated from the experiment's config dataclass: one ``--field`` per field,
 documented with the field's ``#:`` comment, its type and its default (the chosen
 ``--preset`` changes some).
 Values are validated by the config itself (a bad value exits with the config's message
-before any compute). ``run`` writes one result file (``cldyn_lib.results``); ``sweep``
+before any compute). ``run`` writes one result file (``cldyn_lib.results``); a run that
+diverges prints one line and writes its partial result there (exit status 1). ``sweep``
 writes one packed file (:func:`cldyn_lib.launch.load_sweep` reads it back). Taught in the
-appendix *Many runs at once*.
+appendix *Many runs at once*; ``analyse`` (:mod:`cldyn_lib.cyclic.analyse_command`) in the
+appendix *Your own model*.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import sys
 from pathlib import Path
 
 from . import launch
+from .checkpoint import DivergedError
 from .config import SCALES, ConfigError
+from .cyclic.analyse_command import add_analyse_options, run_analyse_command
 
 #: docs of fields whose class has no ``#:`` comment for them (shared names)
 FALLBACK_DOCS = {
@@ -164,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the experiments")
+    add_analyse_options(sub.add_parser(
+        "analyse", help="paper B's protocol on your model and documents, with a report",
+        description="Fixed order against a reshuffled control, per seed, on any causal LM "
+                    "and any documents; writes report.html, figures and loss matrices.",
+    ))  # fmt: skip
     for command, help_text in (
         ("run", "run one config and write its result file"),
         ("sweep", "run a grid of configs on an executor and write one packed file"),
@@ -230,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, exp in launch.experiments().items():
             print(f"{name:12s} {exp.config_class.__name__:16s} {exp.doc}")
         return 0
+    if args.command == "analyse":
+        try:
+            return run_analyse_command(args, parse_value)
+        except ConfigError as e:
+            parser.exit(2, f"error: {e}\n")
     exp = launch.get(args.experiment)
     values = {k[len("field_") :]: v for k, v in vars(args).items() if k.startswith("field_")}
     try:
@@ -241,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
                 else _default_out("run", exp.name, args.preset, cfg.key())
             )
             out.parent.mkdir(parents=True, exist_ok=True)
-            launch.run_job(exp.name, cfg.to_dict(), str(out), args.preset)
+            try:
+                launch.run_job(exp.name, cfg.to_dict(), str(out), args.preset)
+            except DivergedError as err:
+                return diverged(err, out)
             print(out)
             return 0
         grid = parse_vary(args.vary, exp.config_class)
@@ -268,6 +287,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except ConfigError as e:
         parser.exit(2, f"error: {e}\n")
+
+
+def diverged(err: DivergedError, out: Path) -> int:
+    """One line for a diverged run, and its partial result written to ``out``: status 1."""
+    from .results import save_result
+
+    saved = ""
+    if hasattr(err.result, "to_arrays"):
+        prov = {**getattr(err.result, "provenance", {}), "diverged": err.step}
+        save_result(out, err.result.to_arrays(), prov)
+        saved = f"; partial result written to {out}"
+    first = str(err).split("; the partial result")[0]
+    print(f"error: {first}{saved}", file=sys.stderr)
+    return 1
 
 
 def _kv(text: str):

@@ -261,7 +261,8 @@ def analyse(
             if path is not None and err.result is not None:
                 bad = path.with_name(path.stem + "-diverged.npz")
                 save_result(bad, err.result.to_arrays(), err.result.provenance)
-                err.args = (f"{err.args[0]}; partial result saved to {bad}",)
+                head = str(err).split("; the partial result")[0]
+                err.args = (f"{head}; partial result saved to {bad}",)
             raise
         if path is not None:
             save_result(path, res.to_arrays(), res.provenance)

@@ -13,6 +13,9 @@ LONG_RUN_S = 60  #: print the estimated time and memory before runs longer than 
 
 #: sustained fp32 training throughput assumed for estimates (FLOP/s); deliberately modest
 THROUGHPUT = {"cpu": 2e10, "cuda": 2e13}
+#: fixed cost of one training step and of one evaluation forward (s), whatever the model's
+#: size: what dominates small models (a 2-block GPT-2 of width 16 took ~20 ms per step here)
+OVERHEAD_S = {"cpu": (1.5e-2, 5e-3), "cuda": (3e-3, 1e-3)}
 
 
 def estimate_cyclic(state) -> dict[str, float]:
@@ -22,7 +25,7 @@ def estimate_cyclic(state) -> dict[str, float]:
     trainable ones (12 bytes each; frozen blocks and LoRA train fewer),
     the largest evaluation logits (documents per forward x C x vocabulary x 4 bytes, twice
     for the log-softmax) and the loss buffers. Time: training and evaluation flops over
-    :data:`THROUGHPUT`. Both are estimates, good to a factor of a few.
+    :data:`THROUGHPUT`, plus a fixed cost per step and per forward (:data:`OVERHEAD_S`). Both are estimates, good to a factor of a few.
     """
     cfg = state.config
     arch = clm.arch_of(clm.base_model(state.model).config, state.vocab.size)
@@ -33,7 +36,10 @@ def estimate_cyclic(state) -> dict[str, float]:
     n_train = sum(p.numel() for p in state.model.parameters() if p.requires_grad)
     logits = 2 * eval_chunk(state) * cfg.context * state.vocab.size * 4
     memory = 4 * n_params + 12 * n_train + logits + 4 * (E * T + 1) * T + 4 * E * T * M
-    seconds = flops / THROUGHPUT["cuda" if state.device == "cuda" else "cpu"]
+    kind = "cuda" if state.device == "cuda" else "cpu"
+    step_s, eval_s = OVERHEAD_S[kind]
+    forwards = (E * T + 1) * -(-T // eval_chunk(state))
+    seconds = flops / THROUGHPUT[kind] + E * T * M * step_s + forwards * eval_s
     return {"flops": float(flops), "seconds": float(seconds), "memory_bytes": float(memory)}
 
 

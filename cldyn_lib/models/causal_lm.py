@@ -26,6 +26,7 @@ Taught in the appendix *Your own model*.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -48,6 +49,7 @@ BLOCK_PATHS = {
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json")  # fmt: skip
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 ENCODERS = ("bert", "roberta", "xlm-roberta", "camembert", "ernie", "electra", "bert-generation")
 
 
@@ -140,17 +142,34 @@ def inspect_causal_lm(source: str, need_weights: bool = True) -> CausalLMInfo:
     )  # fmt: skip
 
 
-def load_lm_tokenizer(source: str):
-    """The model's own tokenizer (``AutoTokenizer``); its padding id is its pad token, else
-    its end-of-text token. Neither is a ConfigError."""
+def _files_stamp(source: str) -> tuple:
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        return (source,)
+    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(path.iterdir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(source: str, stamp: tuple):
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(os.path.expanduser(source), trust_remote_code=False)
+
+
+def load_lm_tokenizer(source: str):
+    """The model's own tokenizer (``AutoTokenizer``); its padding id is its pad token, else
+    its end-of-text token. Neither is a ConfigError. Kept for the next run of the same
+    folder (a large ``tokenizer.json`` takes a second to read); do not modify it."""
+    folder = Path(source).expanduser()
     try:
-        tok = AutoTokenizer.from_pretrained(os.path.expanduser(source), trust_remote_code=False)
+        if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+            raise FileNotFoundError(f"none of {', '.join(TOKENIZER_FILES)}")
+        tok = _tokenizer(source, _files_stamp(source))
     except Exception as err:
         raise ConfigError(
             f"causal_lm {source!r} has no tokenizer that AutoTokenizer can load "
-            f"({type(err).__name__}); save one beside the model with tokenizer.save_pretrained"
+            f"({type(err).__name__}: {str(err).splitlines()[0][:120]}); save one beside the "
+            "model with tokenizer.save_pretrained"
         ) from None
     if tok.pad_token_id is None and tok.eos_token_id is None:
         raise ConfigError(
@@ -172,7 +191,6 @@ def load_causal_lm(source: str, weights: str = "pretrained", seed: int = 0):
     """The model in float32: ``weights="pretrained"`` loads its weights, ``"random"`` builds
     its architecture with its own initialisation, seeded (transformers' own init)."""
     from transformers import AutoConfig, AutoModelForCausalLM
-
     from transformers.utils import logging as hf_logging
 
     src = os.path.expanduser(source)
