@@ -106,10 +106,10 @@ API: dict[str, tuple[str, ...]] = {
     "cyclic.analyse": (
         "Analysis", "RECOVERY_CRITERION", "analyse", "analysis_config", "recovery_verdict",
     ),
-    "cyclic.report": ("report_figure", "write_report"),
+    "cyclic.report": ("analysis_dashboard", "report_figure", "write_report"),
     "cyclic.analyse_command": ("analysis_command",),
     "cyclic.scales": (
-        "CLI_MATCH_TOLERANCE", "LIVE_WIDTHS", "LM_SEEDS", "live_cyclic_config",
+        "CLI_MATCH_TOLERANCE", "LIVE_WIDTHS", "LM_SEEDS", "OWN_MODEL", "live_cyclic_config",
         "pythia_comparison", "run_pythia_comparison", "seed_band_config",
     ),
     "sequential.zapping": ("zap", "zap_rows", "zap_std"),

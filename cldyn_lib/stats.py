@@ -37,6 +37,7 @@ import numpy as np
 DIRECTIONS = ("greater", "less")
 KINDS = ("contrast", "equivalence")
 
+#: the words of every verdict (a parenthesis may follow: "indicative (3 seeds)")
 VERDICTS = (
     "reproduced",
     "reproduced at the larger scale only",
@@ -54,7 +55,7 @@ VERDICTS = (
 class Criterion:
     """What decides a claim, declared before the run."""
 
-    kind: str = "contrast"  #: "contrast" (effect beyond delta) or "equivalence" (|d| < delta)
+    kind: str = "contrast"  #: "contrast" (effect beyond delta) or "equivalence" (abs(d) < delta)
     direction: str = "greater"  #: the effect arm's statistic is greater (less) than the reference
     delta: float = 0.0  #: minimum effect (contrast) or equivalence margin, in the statistic's units
     alpha: float = 0.05  #: one-sided level of the sign test(s)

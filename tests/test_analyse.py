@@ -130,7 +130,8 @@ def test_the_command_runs_prints_the_estimate_first_and_writes_the_report(own, t
             "--device", "cpu", "--no-progress", "--out", str(out)]  # fmt: skip
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "estimated about" in lines[0] and "GiB" in lines[0]
+    assert lines[0].startswith("2 runs to do") and "T=4 C=16 M=2 E=3 on cpu" in lines[0]
+    assert lines[1].startswith("estimated: about") and "MiB per run" in lines[1]
     assert lines[-2].startswith("verdict: ") and lines[-1] == str(out / "report.html")
     library = cl.analyse(small(own), tmp_path / "lib", progress=False, log=None)
     assert np.array_equal(cl.load_result(out / "losses.npz")["fixed_losses"][0],
@@ -145,6 +146,9 @@ def test_analysis_command_round_trips(own):
     assert line.startswith("python -m cldyn_lib analyse --model ") and "--seeds 5" in line
     args = cli.build_parser().parse_args(shlex.split(line)[3:])
     assert analyse_module_config(args) == cfg and args.seeds == 5
+    wrapped = cl.analysis_command(cfg, "rep/", seeds=5, wrap=60)
+    assert all(len(row) <= 60 for row in wrapped.splitlines()[1:]), wrapped
+    assert shlex.split(wrapped.replace("\\\n", " ")) == shlex.split(line)
 
 
 def analyse_module_config(args):

@@ -242,7 +242,8 @@ def test_preset_knobs_are_reset_for_pretrained_weights(own):
         own_ci = cl.CyclicConfig.preset("ci", causal_lm=own["gpt2"])
     assert own_ci.width == 0 and own_ci.weights == "random"
     with pytest.raises(cl.ConfigError, match="width must be 0 with weights='pretrained'"):
-        cl.CyclicConfig.preset("ci", weights="pretrained", width=64)  # asked for: an error
+        with pytest.warns(UserWarning, match="depth=2, heads=4"):  # these two are reset
+            cl.CyclicConfig.preset("ci", weights="pretrained", width=64)  # asked for: error
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert cl.CyclicConfig.preset("ci").width == 64  # random weights: nothing to reset

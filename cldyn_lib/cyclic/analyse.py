@@ -196,14 +196,16 @@ def load_run(path: Path, config: CyclicConfig) -> CyclicResult:
 
 
 def describe_analysis_estimate(est: dict, n_runs: int, config: CyclicConfig, device: str) -> str:
-    """The line printed before an analysis: its runs, time and memory."""
+    """The two lines printed before an analysis: its runs, their time and memory."""
     secs = est["seconds"] * n_runs
     when = f"{secs / 60:.0f} min" if secs >= 60 else f"{secs:.0f} s"
+    mem = est["memory_bytes"]
+    size = f"{mem / 2**30:.1f} GiB" if mem >= 2**30 else f"{mem / 2**20:.0f} MiB"
     c = config
     return (
-        f"{n_runs} run(s) to do (fixed order and reshuffled control per seed) of T={c.n_docs}, "
-        f"C={c.context}, M={c.steps}, E={c.epochs} on {device}: estimated about {when} and "
-        f"{est['memory_bytes'] / 2**30:.2f} GiB per run ({est['flops'] * n_runs:.2g} FLOP; rough)"
+        f"{n_runs} runs to do (fixed order and control per seed): "
+        f"T={c.n_docs} C={c.context} M={c.steps} E={c.epochs} on {device}\n"
+        f"estimated: about {when} in all, {size} per run ({est['flops'] * n_runs:.2g} FLOP; rough)"
     )
 
 

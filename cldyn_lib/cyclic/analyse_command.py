@@ -107,8 +107,11 @@ def config_from_options(args: argparse.Namespace, parse_value) -> CyclicConfig:
     return analysis_config(args.model, args.docs, full_windows=args.full_windows, **fields)
 
 
-def analysis_command(config: CyclicConfig, out: str, seeds: int = 1, first_seed: int = 0) -> str:
-    """The ``python -m cldyn_lib analyse`` line that runs ``config`` into ``out``."""
+def analysis_command(
+    config: CyclicConfig, out: str, seeds: int = 1, first_seed: int = 0, wrap: int = 0
+) -> str:
+    """The ``python -m cldyn_lib analyse`` line that runs ``config`` into ``out``
+    (``wrap``: break it into lines of at most that many characters, ending in ``\\``)."""
     model = config.causal_lm or config.model
     base = analysis_config(model, config.docs)
     words = ["python", "-m", "cldyn_lib", "analyse", "--model", model]
@@ -129,7 +132,22 @@ def analysis_command(config: CyclicConfig, out: str, seeds: int = 1, first_seed:
     if first_seed:
         words += ["--first-seed", str(first_seed)]
     words += ["--out", str(out)]
-    return " ".join(shlex.quote(w) for w in words)
+    words = [shlex.quote(w) for w in words]
+    items, i = [" ".join(words[:4])], 4
+    while i < len(words):  # an option stays on the line of its value
+        pair = i + 1 < len(words) and words[i].startswith("-") and not words[i + 1].startswith("-")
+        items.append(" ".join(words[i : i + 1 + pair]))
+        i += 1 + pair
+    if not wrap:
+        return " ".join(items)
+    lines = [items[0]]
+    for item in items[1:]:
+        if len(lines[-1]) + len(item) + 3 > wrap:
+            lines[-1] += " \\"
+            lines.append("    " + item)
+        else:
+            lines[-1] += " " + item
+    return "\n".join(lines)
 
 
 def run_analyse_command(args: argparse.Namespace, parse_value) -> int:

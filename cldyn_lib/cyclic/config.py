@@ -77,7 +77,7 @@ class CyclicConfig(Config):
     mlp_width: int = 0
     init: str = "pythia"  #: random init: "pythia" (small/wang init), "gaussian" (0.02), "step0"
     init_dims: str = "model"  #: "model" (real d, L) or "reference" (d=2048, L=16 as in paper B)
-    vocab: str = "full"  #: "full" (every embedding row), "docs" (ids in the documents), "common" (stand-in's), "tokenizer" (the tokenizer's ids, as paper B's code)
+    vocab: str = "full"  #: "full" (all rows), "docs" (ids in the documents), "common", "tokenizer"
     vocab_k: int = 2048  #: size of the common vocabulary
     pretrain_steps: int = 300  #: stand-in: pre-training steps (its cache key)
     # execution
@@ -87,13 +87,11 @@ class CyclicConfig(Config):
     bf16: bool = False  #: CUDA only: bfloat16 autocast in forward passes
     eval_batch: int = 0  #: documents per evaluation forward; 0 = as many as fit a budget
     # your own model and documents (the appendix *Your own model*)
-    causal_lm: str = ""  #: folder or hub id of any transformers causal LM with its tokenizer ("" = the Pythia model)
-    docs: str = ""  #: your documents: .jsonl, .txt (one per line), a folder of .txt, or hf:NAME[:CONFIG[:SPLIT]] ("" = pool)
-    docs_field: str = "text"  #: the text field of each .jsonl line (or the hub dataset's column)
-    doc_selection: str = "random"  #: "random": T documents drawn with the seed (paper B); "first": the first T in order
-    lora_rank: int = (
-        0  #: LoRA adapters of this rank through peft (0 = fine-tune the weights themselves)
-    )
+    causal_lm: str = ""  #: folder or hub id of any causal LM with its tokenizer ("": Pythia)
+    docs: str = ""  #: .jsonl, .txt, a folder of .txt or hf:NAME[:CONFIG[:SPLIT]] ("": pool)
+    docs_field: str = "text"  #: the text field of each .jsonl line (or the dataset's column)
+    doc_selection: str = "random"  #: "random" (T drawn with the seed) or "first" (file order)
+    lora_rank: int = 0  #: LoRA adapters of this rank through peft (0: train every weight)
     lora_alpha: float = 16.0  #: LoRA scale alpha (updates scaled by alpha / rank)
 
     #: added after results were committed: left out of ``key()`` at their defaults
@@ -121,7 +119,7 @@ class CyclicConfig(Config):
 
     @classmethod
     def preset(cls, scale: str, **overrides):
-        """The config for a named scale (see :meth:`cldyn_lib.Config.preset`).
+        """The config for a named scale (see :meth:`cldyn_lib.config.Config.preset`).
 
         A preset's random-init shape (``width``, ``depth``, ``heads``, ``mlp_width``) does
         not apply to a checkpoint with its own shape: with ``weights="pretrained"`` or a

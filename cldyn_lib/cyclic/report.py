@@ -13,7 +13,8 @@
 - ``report.html``: one page with the verdict (worded as the book's status page words it),
   the predicate, delta and seeds behind it, the figures and the tables.
 
-:func:`report_figure` draws the same four panels into one figure (for a notebook).
+:func:`report_figure` draws the same four panels into one figure (for a notebook), and
+:func:`analysis_dashboard` the figure of a variant (for a slider panel).
 
 Taught in the appendix *Your own model*.
 """
@@ -30,10 +31,11 @@ from matplotlib.figure import Figure
 from .. import plots
 from ..files import write_atomic
 from ..results import save_result
-from .analyse import ARMS, PREDICATE, Analysis
+from .analyse import ARMS, PREDICATE, Analysis, analyse
 from .figures import plot_shift_averaged_runs
 
 COLORS = {"cyclic": "C0", "shuffled": "0.45"}
+#: the report's figures: file name (without .png) -> title
 PANELS = {
     "document1": "Loss of document 1",
     "shift_averaged": "Shift-averaged loss",
@@ -70,17 +72,27 @@ def draw_panel(ax, analysis: Analysis, name: str) -> None:
     if name == "document1":
         ax.set_ylabel("loss of document 1 (nats/token)")
     ax.set_title(PANELS[name])
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
 
 
 def report_figure(analysis: Analysis) -> Figure:
-    """The report's four panels in one figure (2 x 2)."""
-    fig = Figure(figsize=(10, 6.6), layout="constrained")
+    """The report's four panels in one pyplot figure (2 x 2), for a notebook to show."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(10, 6.6), layout="constrained")
     for ax, name in zip(fig.subplots(2, 2).ravel(), PANELS):
         draw_panel(ax, analysis, name)
     verdict = analysis.verdict
     fig.suptitle(f"Verdict: {verdict}", fontsize=10)
     return fig
+
+
+def analysis_dashboard(config, *, lr: float, frozen_blocks: int = 0, mask_prob: float = 0.0,
+                       seeds: int = 1) -> Figure:  # fmt: skip
+    """The report's figure for ``config`` with another learning rate, frozen blocks, token
+    masking or number of seeds (nothing saved): the slider panel of *Your own model*."""
+    changed = config.replace(lr=lr, frozen_blocks=frozen_blocks, mask_prob=mask_prob)
+    return report_figure(analyse(changed, None, seeds=seeds, progress=False, log=None))
 
 
 def _save_png(fig: Figure, path: Path) -> Path:

@@ -7,7 +7,8 @@ chapter's code is the same at every scale. ``ci`` and ``laptop`` run on the CPU;
 them only when it runs at laptop scale (:func:`cldyn_lib.may_compute`).
 
 Used in the chapters *Anticipatory recovery in a language model*, *Emergence with scale*,
-*What drives recovery*, *Inside the dynamics*, *Beyond language* and *Many runs at once*.
+*What drives recovery*, *Inside the dynamics*, *Beyond language*, *Many runs at once* and
+*Your own model*.
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ LIVE_WIDTHS = {
 #: sweep (run at ci on the development machine) and this chapter's live runs of the same
 #: seeds, in *Many runs at once*; other scales run other configs, so nothing is compared
 CLI_MATCH_TOLERANCE = {"ci": 1e-3, "laptop": math.inf, "gpu": math.inf, "paper": math.inf}
+
+#: per scale, in *Your own model*: the GPT-2 shape the chapter builds (``width``, ``depth``,
+#: ``heads``), how many articles it writes to its ``.jsonl`` (``n_texts``), the seeds per arm
+#: and the other arguments of :func:`cldyn_lib.analysis_config`. At ci a random-init model
+#: of width 32 on the documents' own tokens (``vocab="docs"``): 6 runs of about 2 s each.
+OWN_MODEL = {
+    "ci": dict(width=32, depth=2, heads=4, n_texts=40, seeds=3, n_docs=6, context=64,
+               steps=5, epochs=3, optimizer="adam", lr=2e-3, vocab="docs"),
+    "laptop": dict(width=128, depth=4, heads=4, n_texts=100, seeds=5, n_docs=25, context=64,
+                   steps=10, epochs=5, optimizer="adam", lr=1e-3, vocab="docs"),
+    "gpu": dict(width=512, depth=8, heads=8, n_texts=100, seeds=5, n_docs=25, context=256,
+                steps=10, epochs=5, optimizer="adam", lr=1e-4, vocab="full"),
+    "paper": dict(width=2048, depth=16, heads=8, n_texts=100, seeds=5, n_docs=25, context=256,
+                  steps=10, epochs=5, optimizer="adam", lr=1e-4, vocab="full"),
+}  # fmt: skip
 
 PYTHIA_SIZES = ("160m", "410m", "1b", "1.4b", "2.8b")
 

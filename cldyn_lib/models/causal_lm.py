@@ -103,7 +103,7 @@ def inspect_causal_lm(source: str, need_weights: bool = True) -> CausalLMInfo:
     if "auto_map" in raw:
         raise ConfigError(
             f"causal_lm {source!r} ships its own model code (auto_map in config.json), which "
-            "would need trust_remote_code=True; cldyn never runs downloaded code: use a "
+            "would need trust_remote_code; cldyn never runs downloaded code: use a "
             "model whose architecture is built into transformers"
         )
     if mtype not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
