@@ -44,6 +44,7 @@ EXTRA = {
         "min_sliders": 5,
         "figures": ["fig-why-variants", "fig-why-boundary", "fig-why-memory", "fig-why-robust"],
     },
+    "book/own_model": {"min_sliders": 4, "figures": ["fig-own-report"]},
     "book/running_sweeps": {"min_sliders": 2, "figures": ["fig-sweeps-band"]},
 }
 
