@@ -335,3 +335,8 @@ def test_hub_documents_without_the_column_or_the_package(own, monkeypatch):
         cl.load_texts("hf:cnn", "text")
     with pytest.raises(cl.ConfigError, match="docs must be hf:NAME"):
         cl.load_texts("hf:", "text")
+
+
+def test_batched_seeds_refuse_a_causal_lm(own):
+    with pytest.raises(cl.ConfigError, match="causal_lm must be '' for run_cyclic_batched"):
+        cl.run_cyclic_batched([own_cfg(own), own_cfg(own, seed=1)])

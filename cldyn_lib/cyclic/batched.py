@@ -28,7 +28,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from tqdm.auto import tqdm
 
 from ..batching import StackedOptimizer, VmapOptions, autocast, maybe_compile, same_except, tf32
-from ..config import check_choice
+from ..config import ConfigError, check_choice
 from ..models import gpt_neox as lm
 from ..models import neox_batched
 from .config import CyclicConfig
@@ -66,6 +66,11 @@ def run_cyclic_batched(
 
     configs = list(configs)
     same_except(configs, ("seed", "lr"))
+    if configs[0].causal_lm:  # the stacked forward is GPT-NeoX's own
+        raise ConfigError(
+            f"causal_lm must be '' for run_cyclic_batched (it stacks the book's GPT-NeoX "
+            f"models); got {configs[0].causal_lm!r}: run your model with run_cyclic"
+        )
     options = options or VmapOptions(tf32=configs[0].tf32, bf16=configs[0].bf16)
     t0 = time.perf_counter()
     device = configs[0].check_resources()
