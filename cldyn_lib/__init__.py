@@ -45,8 +45,9 @@ API: dict[str, tuple[str, ...]] = {
         "recovery_score", "recovery_scores", "shift_averaged_loss", "spearman",
     ),
     "results": (
-        "Result", "committed_result", "live_result", "load_or_compute", "load_result",
-        "may_compute", "provenance", "result_path", "results_dir", "save_result",
+        "Result", "committed_result", "cpu_signature", "live_result", "load_or_compute",
+        "load_result", "may_compute", "provenance", "reproduction_tolerance", "result_path",
+        "results_dir", "save_result",
     ),
     "checkpoint": ("CheckpointError", "DivergedError", "deterministic"),
     "files": ("cache_dir", "write_atomic"),

@@ -100,8 +100,39 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def cpu_signature() -> str:
+    """The CPU's model and the vector instructions torch uses on it ("AMD EPYC/AVX2"): CPU
+    results are bitwise reproducible on the same signature, and differ by float round-off
+    (which training amplifies) across them."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    try:
+        import torch
+
+        isa = torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError):  # pragma: no cover
+        isa = "?"
+    return f"{model}/{isa}"
+
+
+def reproduction_tolerance(prov: Mapping[str, Any]) -> float:
+    """How far (nats, or the arrays' units) a re-run here may differ from the result
+    recorded by ``prov``: 0 on the same CPU signature and package versions (CPU runs are
+    bitwise reproducible), else 0.05 (float round-off of other kernels, amplified by
+    training). Taught in the appendix *Many runs at once*."""
+    same_cpu = (prov.get("device") or {}).get("cpu") == cpu_signature()
+    return 0.0 if same_cpu and prov.get("versions") == package_versions() else 0.05
+
+
 def device_info(device: str = "cpu") -> dict[str, Any]:
+    """The device a result was computed on (name, CPU signature, threads; TF32 on CUDA)."""
     info: dict[str, Any] = {"type": device, "name": platform.processor() or platform.machine()}
+    info["cpu"] = cpu_signature()
     try:
         import torch
 

@@ -147,7 +147,10 @@ def test_analysis_command_round_trips(own):
     args = cli.build_parser().parse_args(shlex.split(line)[3:])
     assert analyse_module_config(args) == cfg and args.seeds == 5
     wrapped = cl.analysis_command(cfg, "rep/", seeds=5, wrap=60)
-    assert all(len(row) <= 60 for row in wrapped.splitlines()[1:]), wrapped
+    # every row fits, except one option whose value (a long temporary path) alone is wider
+    rows = wrapped.splitlines()[1:]
+    assert all(len(row) <= 60 or len(shlex.split(row.rstrip(" \\"))) <= 2 for row in rows), wrapped
+    assert len(rows) >= 5, wrapped
     assert shlex.split(wrapped.replace("\\\n", " ")) == shlex.split(line)
 
 

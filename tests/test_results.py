@@ -60,3 +60,14 @@ def test_load_or_compute_computes_once(results_dir):
     assert len(calls) == 2
     with pytest.raises(FileNotFoundError, match="computing it is not allowed"):
         results.load_or_compute("demo", cfg.replace(seed=8), compute, allow_compute=False)
+
+
+def test_reproduction_tolerance_is_zero_only_on_the_same_cpu_and_packages():
+    prov = cl.provenance()
+    assert prov["device"]["cpu"] == cl.cpu_signature() and "/" in prov["device"]["cpu"]
+    assert cl.reproduction_tolerance(prov) == 0.0
+    other_cpu = {**prov, "device": {**prov["device"], "cpu": "another CPU/AVX512"}}
+    assert cl.reproduction_tolerance(other_cpu) == 0.05
+    other_torch = {**prov, "versions": {**prov["versions"], "torch": "0.0"}}
+    assert cl.reproduction_tolerance(other_torch) == 0.05
+    assert cl.reproduction_tolerance({}) == 0.05  # results made before the signature existed
