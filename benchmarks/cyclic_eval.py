@@ -16,7 +16,6 @@ and the achieved FLOP/s against this machine's measured fp32 matmul rate.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -24,62 +23,10 @@ import torch
 import cldyn_lib as cl
 
 
-def reference_style_run(config: cl.CyclicConfig) -> tuple[np.ndarray, dict]:
-    """``run_cyclic`` with paper B's evaluation: one document per forward, one sync each."""
-    t0 = time.perf_counter()
-    state = cl.setup_cyclic(config, device=config.check_resources())
-    E, T, C = config.epochs, config.n_docs, config.context
-    s = state.docs.eval_start
-    losses = np.zeros((E * T + 1, T))
-
-    @torch.no_grad()
-    def evaluate_one_by_one() -> list[float]:
-        row = []
-        for t in range(T):
-            n = int(min(max(int(state.lengths[t]) - s, 0), C))  # truncated, no padding
-            ids = state.tokens[t : t + 1, s : s + n]
-            logits = state.model(input_ids=ids).logits
-            loss = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:])
-            row.append(loss.item())  # a host sync per document
-        return row
-
-    clock = {"setup_s": time.perf_counter() - t0, "train_s": 0.0, "eval_s": 0.0}
-    losses[0] = evaluate_one_by_one()
-    for episode in range(E * T):
-        epoch, k = divmod(episode, T)
-        t1 = time.perf_counter()
-        cl.train_episode(state, int(state.schedule[epoch, k]))
-        state.episode += 1
-        if state.device == "cuda":
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        losses[episode + 1] = evaluate_one_by_one()
-        clock["train_s"] += t2 - t1
-        clock["eval_s"] += time.perf_counter() - t2
-    clock["total_s"] = time.perf_counter() - t0
-    return losses, clock
-
-
-def matmul_rate(n: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
-    """Measured fp32 FLOP/s of an n x n matmul on this machine (with torch's threads)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    for _ in range(3):
-        a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n**3 * repeats / (time.perf_counter() - t0)
-
-
 def compare(config: cl.CyclicConfig, peak: float) -> dict:
     # warm up: the token cache, transformers' first model, the allocator
     cl.run_cyclic(config.replace(epochs=1), progress=False)
-    ref_losses, ref = reference_style_run(config)
+    ref_losses, ref = cl.reference_style_run(config)
     res = cl.run_cyclic(config, progress=False, timing=True)
     eng = res.provenance["run"]
     diff = float(np.max(np.abs(res.losses - ref_losses)))
@@ -128,7 +75,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     device = cl.resolve_device("auto")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {device}")
-    peak = matmul_rate(device=device)
+    peak = cl.matmul_rate(device=device, dtype=torch.float32)
     print(f"fp32 matmul (1024x1024): {peak / 1e9:.1f} GFLOP/s\n")
     for T in args.n_docs:
         extra = {"epochs": args.epochs} if args.epochs else {}

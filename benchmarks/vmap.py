@@ -38,16 +38,6 @@ import torch
 import cldyn_lib as cl
 
 
-def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - t0)
-
-
 class Engine:
     """Builds the K configs of one engine and runs them separately or batched."""
 
@@ -159,7 +149,7 @@ def main() -> None:
     if args.worker_mode:
         return worker(args)
     torch.set_num_threads(args.threads)
-    peak = matmul_rate()
+    peak = cl.matmul_rate()
     print(f"torch {torch.__version__}, {args.threads} thread(s), fp32 1024^2 matmul: "
           f"{peak / 1e9:.1f} GFLOP/s; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     engines = ["convnet", "cyclic"] if args.engine == "both" else [args.engine]

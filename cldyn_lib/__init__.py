@@ -56,6 +56,7 @@ API: dict[str, tuple[str, ...]] = {
         "plot_shift_averaged", "plot_style",
     ),
     "batching": ("StackedOptimizer", "VmapOptions"),
+    "speed": ("matmul_rate",),
     "stats": ("Criterion", "Outcome", "VERDICTS", "combine_scales", "decide", "verdict_of"),
     "data.fetch": ("ChecksumError", "CorruptDataError", "DataNotFoundError", "DataSource"),
     "data.articles": ("load_articles", "load_tokenizer"),
@@ -77,6 +78,11 @@ API: dict[str, tuple[str, ...]] = {
     "cyclic.result": ("CyclicResult", "load_reference_npz"),
     "cyclic.estimate": ("describe_estimate", "estimate_cyclic"),
     "cyclic.batched": ("run_cyclic_batched", "run_seeds"),
+    "cyclic.reference_loop": ("reference_style_run",),
+    "cyclic.pythia_scale": (
+        "PYTHIA_SCALE_PAPER", "flops_estimate", "memory_estimate_gb", "pythia_scale_plan",
+        "pythia_scale_tiny", "run_time_estimate",
+    ),
     "cyclic.probes": (
         "ProbeConfig", "ProbeResult", "Probes", "document_gradients", "estimate_memory",
         "pairwise_recovery", "probe_study", "run_probed",

@@ -25,7 +25,18 @@ MAX_LINES = 400
 #: floor of each top-level part of the package: a module imports only from floors <= its own
 FLOORS = {
     **dict.fromkeys(
-        ("config", "metrics", "results", "checkpoint", "files", "plots", "batching", "stats"), 0
+        (
+            "config",
+            "metrics",
+            "results",
+            "checkpoint",
+            "files",
+            "plots",
+            "batching",
+            "stats",
+            "speed",
+        ),
+        0,
     ),
     "data": 1,
     "models": 2,
