@@ -102,7 +102,7 @@ API: dict[str, tuple[str, ...]] = {
         "vision_runs", "vision_study",
     ),
     "cyclic.sweeps": (
-        "BOOK_SWEEPS", "CyclicSweep", "CyclicSweepData", "book_sweep", "doc_recovery_scores",
+        "BOOK_SWEEPS", "rerun_sweep_run", "CyclicSweep", "CyclicSweepData", "book_sweep", "doc_recovery_scores",
         "load_cyclic_sweep", "run_cyclic_sweep", "summarize_run", "sweep_trend",
     ),
     "cyclic.figures": (
@@ -162,9 +162,9 @@ API: dict[str, tuple[str, ...]] = {
         "variant_bars", "variant_label",
     ),
     "book.glue": ("glue", "glued_values", "in_colab"),
-    "book.claims": ("evaluate_claims", "load_claims"),
+    "book.claims": ("evaluate_claims", "load_claims", "verdict_counts"),
     "book.widgets": ("panel",),
-    "book.tables": ("execution_records", "status_table", "timing_table"),
+    "book.tables": ("execution_records", "status_table", "timing_table", "verdict_count_table"),
     "launch": ("experiments", "load_sweep", "make_executor", "run_sweep"),
 }  # fmt: skip
 

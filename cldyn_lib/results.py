@@ -68,24 +68,47 @@ class Result:
 # ---------------------------------------------------------------- provenance
 
 
+def library_sha256() -> str:
+    """SHA-256 of the library's source (every ``cldyn_lib/**/*.py``, by relative path): two
+    results with the same hash were made by the same library code. ``make results`` skips a
+    result whose file already has the current hash."""
+    import hashlib
+
+    pkg = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _git(root, *args) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                          timeout=10).stdout  # fmt: skip
+
+
 def git_commit() -> dict[str, Any]:
+    """The commit, whether the tree was dirty (tracked files), whether the library's own files
+    were, and the library's source hash. Without a repository (a copy on a GPU machine) the
+    commit and cleanliness come from ``CLDYN_COMMIT`` and ``CLDYN_CLEAN=1``, set by whoever
+    copied a clean commit there."""
+    out: dict[str, Any] = {"commit": None, "dirty": None, "library_dirty": None}
     root = repo_root()
-    if root is None:
-        return {"commit": None, "dirty": None}
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "-uno"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout
+        if root is not None:
+            commit = _git(root, "rev-parse", "HEAD").strip()
+            # committed results themselves are not code: rewriting them leaves the tree clean
+            status = _git(root, "status", "--porcelain", "-uno", "--", ".", ":!data/results")
+            library = _git(root, "status", "--porcelain", "--", "cldyn_lib")
+            out = {"commit": commit or None, "dirty": bool(status.strip()),
+                   "library_dirty": bool(library.strip())}  # fmt: skip
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit or None, "dirty": bool(status.strip())}
+        pass
+    if out["commit"] is None and os.environ.get("CLDYN_COMMIT"):
+        clean = os.environ.get("CLDYN_CLEAN", "") == "1"
+        out = {"commit": os.environ["CLDYN_COMMIT"], "dirty": not clean,
+               "library_dirty": not clean, "from": "environment"}  # fmt: skip
+    out["library_sha256"] = library_sha256()
+    return out
 
 
 def package_versions() -> dict[str, str]:

@@ -35,6 +35,8 @@ FLOORS = {
             "batching",
             "stats",
             "speed",
+            "progress",
+            "legibility",
         ),
         0,
     ),

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -41,33 +42,95 @@ def test_safe_eval():
             safe_eval(evil, names)
 
 
-def test_glued_values_and_claims(tmp_path):
-    executed_notebook(tmp_path / "chap.ipynb", {"x": 0.42, "flag": True, "n": 5, "s": "text"})
-    assert cl.glued_values(tmp_path / "chap.ipynb") == {
-        "x": 0.42,
-        "flag": True,
-        "n": 5,
-        "s": "text",
-    }
-    claim = {"id": "C1", "paper": "B", "where": "Fig. 1", "claim": "c", "paper_value": "v",
-             "chapter": "chap", "values": {"x": "x", "f": "flag"}, "shown": "{x:.1f}",
-             "reproduced_if": "x > 0.4 and f"}  # fmt: skip
-    (row,) = cl.evaluate_claims([claim], tmp_path)
-    assert row["ci"] == "0.4" and row["ci_ok"] and row["verdict"] == "reproduced"
-    larger = dict(claim, larger={"scale": "laptop", "values": {"x": "n", "f": "flag"}})
-    (row,) = cl.evaluate_claims([dict(larger, reproduced_if="x < 1 and f")], tmp_path)
-    assert row["ci_ok"] and row["larger_ok"] is False
-    assert row["verdict"] == "reproduced at ci scale only"
-    only_larger = dict(claim, values={}, larger={"scale": "laptop", "values": {"n": "n"},
-                                                  "shown": "n={n}", "reproduced_if": "n > 4"})  # fmt: skip
-    (row,) = cl.evaluate_claims([only_larger], tmp_path)
-    assert row["ci"] == "not run at ci scale" and row["ci_ok"] is False
-    assert row["larger"] == "n=5" and row["larger_ok"]
-    assert row["verdict"] == "reproduced at the larger scale only"
+CLAIM = {"id": "C1", "paper": "B", "section": "S", "where": "Fig. 1", "claim": "c",
+         "paper_value": "v", "chapter": "chap", "values": {"x": "x", "f": "flag"},
+         "shown": "{x:.1f}", "reproduced_if": "x > 0.4 and f"}  # fmt: skip
+
+
+def test_glued_values_and_predicate_claims(tmp_path):
+    executed_notebook(tmp_path / "chap.ipynb", {"x": 0.42, "flag": True, "n": 5, "s": "text",
+                                                "lo": 0.1, "hi": 0.9})  # fmt: skip
+    assert cl.glued_values(tmp_path / "chap.ipynb")["s"] == "text"
+    (row,) = cl.evaluate_claims([CLAIM], tmp_path)
+    assert row["scales"][0]["shown"] == "0.4" and row["verdict"] == "indicative (no seed test)"
+    # a null whose values pass the same predicate makes the claim not discriminating
+    (row,) = cl.evaluate_claims([dict(CLAIM, nulls={"noise": {"x": "hi"}})], tmp_path)
+    assert row["verdict"] == "not discriminating" and "noise: passes" in row["scales"][0]["nulls"]
+    (row,) = cl.evaluate_claims([dict(CLAIM, nulls={"noise": {"x": "lo"}})], tmp_path)
+    assert row["verdict"] == "indicative (no seed test)"
+    (row,) = cl.evaluate_claims([dict(CLAIM, reproduced_if="x > 0.5")], tmp_path)
+    assert row["verdict"] == "inconclusive (no seed test)"
     with pytest.raises(KeyError, match="chap::missing"):
-        cl.evaluate_claims([dict(claim, values={"x": "missing"})], tmp_path)
+        cl.evaluate_claims([dict(CLAIM, values={"x": "missing"})], tmp_path)
     with pytest.raises(FileNotFoundError, match="other.ipynb"):
-        cl.evaluate_claims([dict(claim, chapter="other")], tmp_path)
+        cl.evaluate_claims([dict(CLAIM, chapter="other")], tmp_path)
+
+
+SEEDS = {"eff5": [0.5, 0.6, 0.55, 0.7, 0.65], "ctl5": [0.1, 0.2, 0.15, 0.1, 0.2],
+         "noise5": [0.45, 0.5, 0.6, 0.7, 0.66], "eff3": [0.5, 0.6, 0.55], "ctl3": [0.1, 0.2, 0.1],
+         "low5": [0.0, 0.1, 0.05, 0.0, 0.1], "bad": [0.1, None]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "test, verdict",
+    [
+        ({"effect": "eff5", "reference": "ctl5", "delta": 0.1}, "reproduced"),
+        ({"effect": "eff3", "reference": "ctl3", "delta": 0.1}, "indicative (3 seeds)"),
+        ({"effect": "low5", "reference": "ctl5", "delta": 0.1}, "contradicted"),
+        # a constant reference that the noise arm also clears: the predicate does not discriminate
+        ({"effect": "eff5", "reference": 0.2, "delta": 0.1, "nulls": {"noise": "noise5"}},
+         "not discriminating"),
+        ({"effect": "eff5", "reference": 0.2, "delta": 0.1, "nulls": {"control": "ctl5"}},
+         "reproduced"),
+        ({"effect": "eff5", "reference": "ctl5", "delta": 0.1,
+          "must_hold_in": {"one head per task": {"effect": "low5", "reference": "ctl5"}}},
+         "confounded (one head per task)"),
+        ({"effect": "ctl5", "reference": "eff5", "direction": "less", "delta": 0.1}, "reproduced"),
+    ],
+)  # fmt: skip
+def test_claims_with_a_test_over_seeds(tmp_path, test, verdict):
+    executed_notebook(tmp_path / "chap.ipynb", {"x": 0.42, "flag": True, **SEEDS})
+    (row,) = cl.evaluate_claims([dict(CLAIM, test=test)], tmp_path)
+    assert row["verdict"] == verdict, row
+    assert "seeds beyond" in row["scales"][0]["test"]
+
+
+def test_claim_scales_nulls_and_overrides(tmp_path):
+    executed_notebook(tmp_path / "chap.ipynb", {"x": 0.42, "flag": True, **SEEDS})
+    good = {"effect": "eff5", "reference": "ctl5", "delta": 0.1}
+    larger = {"scale": "laptop", "values": {"x": "x", "f": "flag"}, "test": good}
+    small = {"effect": "eff3", "reference": "ctl3", "delta": 0.1}
+    (row,) = cl.evaluate_claims([dict(CLAIM, test=small, larger=larger)], tmp_path)
+    assert [s["scale"] for s in row["scales"]] == ["ci", "laptop"]
+    assert row["verdict"] == "reproduced at the larger scale only"
+    (row,) = cl.evaluate_claims([dict(CLAIM, values={}, larger=larger)], tmp_path)
+    assert row["verdict"] == "reproduced" and len(row["scales"]) == 1
+    for field, word in (("confound", "confounded"), ("contradicted_by", "contradicted"),
+                        ("not_testable", "not testable at this scale")):  # fmt: skip
+        (row,) = cl.evaluate_claims([dict(CLAIM, test=good, **{field: "why"})], tmp_path)
+        assert row["verdict"] == f"{word} (why)"
+    with pytest.raises(ValueError, match="null 'n' .* not finite"):
+        cl.evaluate_claims([dict(CLAIM, test=dict(good, nulls={"n": "bad"}))], tmp_path)
+    counts = cl.verdict_counts(cl.evaluate_claims([dict(CLAIM, test=good), CLAIM], tmp_path))
+    assert counts["reproduced"] == 1 and counts["indicative"] == 1 and sum(counts.values()) == 2
+
+
+def test_load_claims_refuses_bad_entries(tmp_path):
+    def write(claim):
+        (tmp_path / "c.yml").write_text(yaml.safe_dump([claim]))
+        return tmp_path / "c.yml"
+
+    assert cl.load_claims(write(CLAIM))[0]["id"] == "C1"
+    with pytest.raises(ValueError, match="lacks section"):
+        cl.load_claims(write({k: v for k, v in CLAIM.items() if k != "section"}))
+    with pytest.raises(ValueError, match="unknown field"):
+        cl.load_claims(write(dict(CLAIM, verdict="reproduced")))
+    with pytest.raises(ValueError, match="C1: bad test: direction"):
+        cl.load_claims(write(dict(CLAIM, test={"effect": "e", "direction": "up"})))
+
+
+def test_glue_per_seed_lists():
+    assert cl.book.glue.per_seed_list(np.array([1, np.nan, 2.5])) == [1.0, None, 2.5]
 
 
 def test_glue_refuses_nan():

@@ -5,6 +5,14 @@ table of contents: the figures its source declares (``{glue:figure}`` with ``:na
 shown as images, no traceback or error output, math typeset by the local MathJax with no raw
 ``$$`` left, no glued value shown as NaN/inf, no request leaves localhost, and the Colab button
 of a notebook page points at a file tracked by git.
+
+The readability checks (issue "The rendered book reads like a book"), each a defect class a
+program can see, in a 1280 px window: raw Markdown table pipes or unrendered ``{role}`` text;
+a figure whose smallest font, at its saved dpi and its displayed width, is under 9 px (each
+glued figure carries ``<key>__fonts``: its smallest font and dpi); content wider than its
+column (display math, printed output); progress-bar text; a book figure number without a
+chapter prefix, or a paper's figure cited without naming the paper; a slider panel without
+the live-kernel note above it.
 """
 
 from __future__ import annotations
@@ -98,7 +106,7 @@ def browser():
 
 
 def open_page(browser, url: str):
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     outside: list[str] = []
 
     def route(r):
@@ -142,7 +150,25 @@ def test_page(site, browser, name):
         page.close()
 
 
-@pytest.mark.parametrize("name", [p for p in toc_pages() if (ROOT / f"{p}.ipynb").exists()])
+#: pages that read the executed chapters: they cannot run on their own, so no launch button
+READ_EXECUTED = ("book/reproduction_status", "book/execution_times")
+
+
+@pytest.mark.parametrize("name", READ_EXECUTED)
+def test_pages_that_cannot_run_alone_show_no_launch_button(site, browser, name):
+    page, _ = open_page(browser, f"{site}/{name}.html")
+    try:
+        visible = [
+            a.is_visible() for a in page.locator("a[href*='colab.research.google.com']").all()
+        ]
+    finally:
+        page.close()
+    assert not any(visible), f"{name}: a Colab button is shown"
+
+
+@pytest.mark.parametrize(
+    "name", [p for p in toc_pages() if (ROOT / f"{p}.ipynb").exists() and p not in READ_EXECUTED]
+)
 def test_colab_button_points_at_a_tracked_notebook(site, browser, name):
     page, _ = open_page(browser, f"{site}/{name}.html")
     try:
@@ -160,3 +186,118 @@ def test_colab_button_points_at_a_tracked_notebook(site, browser, name):
         m = re.search(r"/blob/[^/]+/(.+\.ipynb)$", href)
         assert m, href
         assert m.group(1) in tracked, f"Colab URL {href} points at {m.group(1)}, not tracked by git"
+
+
+# ---------------------------------------------------------------- readability
+
+EXECUTED = ROOT / "_build" / "src"
+MIN_FONT_PX = 9.0
+#: a paper's figure or table may be cited only after naming the paper
+PAPER_NAMES = ("Yang et al", "Frati et al", "Yang, Jones", "Frati, Traft")
+CITE = re.compile(r"\b(Figs?\.|Figures?|Tables?)\s+(\d+[a-z]?)(?![\d.]*\d)")
+RAW_TABLE = re.compile(r"\|\s*:?-{3,}:?\s*\||\|\s*—+\s*\|")
+RAW_ROLE = re.compile(r"\{(doc|ref|numref|glue:text|glue|cite|eq|math)\}`")
+PROGRESS = re.compile(r"\d+%\|[^|]*\|\s*\d+/\d+|\d+(\.\d+)?\s*(it/s|s/it)\]")
+
+
+def glued_figures(page: str) -> dict[str, str]:
+    """``{figure id: glue key}`` of the page's ``{glue:figure}`` directives."""
+    src = ROOT / f"{page}.ipynb"
+    if not src.exists():
+        return {}
+    text = "\n".join("".join(c["source"]) for c in json.loads(src.read_text())["cells"]
+                     if c["cell_type"] == "markdown")  # fmt: skip
+    return {
+        fid: key for key, fid in re.findall(r"```\{glue:figure\} ([\w-]+)\n:name: ([\w-]+)", text)
+    }
+
+
+def bare_citations(text: str) -> list[str]:
+    """Figure or table numbers in ``text`` that are neither a book number with its chapter
+    prefix ("Fig. 3.2") nor preceded, in the same line and within 120 characters, by the
+    paper's authors."""
+    bad = []
+    for m in CITE.finditer(text):
+        start = max(0, m.start() - 120, text.rfind("\n", 0, m.start()) + 1)
+        before = text[start : m.start()]
+        if not any(name in before for name in PAPER_NAMES):
+            bad.append(text[max(0, m.start() - 40) : m.end() + 10].replace("\n", " "))
+    return bad
+
+
+def test_bare_citation_finder():
+    assert bare_citations("as in Yang et al.'s Fig. 7, the curve") == []
+    assert bare_citations("see Fig. 3.2 and Table 1.4") == []
+    assert bare_citations("The helix (Fig. 9) turns") != []
+    assert bare_citations("Frati et al. report in Table 1 that") == []
+
+
+def readability_defects(page, name: str) -> list[str]:
+    """Every readability defect of an open page (see the module docstring)."""
+    out = []
+    body = page.inner_text("main")
+    if RAW_TABLE.search(body):
+        out.append("raw Markdown table text")
+    if m := RAW_ROLE.search(body):
+        out.append(f"unrendered role text {m.group(0)!r}")
+    if m := PROGRESS.search(body):
+        out.append(f"progress-bar text {m.group(0)!r}")
+    for num in page.locator(
+        "figcaption .caption-number, .caption .caption-number"
+    ).all_inner_texts():
+        if not re.match(r"^\s*(Fig\.|Table)\s+\d+\.\d+", num):
+            out.append(f"book figure number without a chapter prefix: {num.strip()!r}")
+    out += [f"paper figure cited without the paper: ...{b}..." for b in bare_citations(body)]
+    wide = page.evaluate("""() => {
+        const bad = [];
+        const col = document.querySelector("main article, main .bd-article, main");
+        const right = col.getBoundingClientRect().right + 2;
+        for (const el of document.querySelectorAll(
+                'mjx-container[display="true"], .cell_output pre, .output pre, .cell_output table')) {
+            const wider = el.scrollWidth > el.clientWidth + 2;
+            if (wider || el.getBoundingClientRect().right > right)
+                bad.push(el.tagName + ": " + (el.innerText || "").slice(0, 60).replace(/\n/g, " "));
+        }
+        return bad;
+    }""")
+    out += [f"content wider than its column: {w}" for w in wide]
+    missing_note = page.evaluate("""() => {
+        let bad = 0;
+        for (const w of document.querySelectorAll('.widget-slider, .widget-button')) {
+            const out = w.closest('.cell_output') || w.closest('.cell');
+            const note = out && out.querySelector('.kernel-note');
+            if (!note || !(note.compareDocumentPosition(w) & Node.DOCUMENT_POSITION_FOLLOWING)) bad++;
+        }
+        return bad;
+    }""")
+    if missing_note:
+        out.append(f"{missing_note} widget control(s) without the live-kernel note above them")
+    executed = EXECUTED / f"{name}.ipynb"
+    if executed.exists():
+        from cldyn_lib import glued_values
+        from cldyn_lib.legibility import displayed_font_px
+
+        values = glued_values(executed)
+        for fid, key in glued_figures(name).items():
+            fonts = values.get(f"{key}__fonts")
+            img = page.locator(f"figure#{fid} img")
+            if not fonts or img.count() != 1:
+                out.append(f"figure {fid}: no font record ({key}__fonts) or no image")
+                continue
+            natural, shown = img.evaluate("el => [el.naturalWidth, el.clientWidth]")
+            px = displayed_font_px(fonts["min_pt"], fonts["dpi"], natural, shown)
+            if px < MIN_FONT_PX:
+                out.append(f"figure {fid}: smallest font {px:.1f} px on the page (< {MIN_FONT_PX})")
+    return out
+
+
+@pytest.mark.parametrize("name", toc_pages())
+def test_page_reads_like_a_book(site, browser, name):
+    page, _ = open_page(browser, f"{site}/{name}.html")
+    try:
+        if page.locator(".widget-slider").count() == 0 and "widget" in page.content():
+            page.wait_for_timeout(1500)  # the widget manager renders after load
+        defects = readability_defects(page, name)
+    finally:
+        page.close()
+    assert defects == [], f"{name}: " + "\n".join(defects)

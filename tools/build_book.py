@@ -7,9 +7,10 @@ Steps (all outputs are build artifacts under ``_build/``):
    ``_build/src``;
 2. fetch MathJax, require.js and the Jupyter widget manager from the npm registry into
    ``_build/src/vendor`` (cached in ``_build/vendor-cache``), so the pages render offline;
-3. execute the notebooks in table-of-contents order with papermill, injecting ``SCALE``;
-   the reproduction-status and execution-time pages come last in the toc because they
-   read the executed chapters;
+3. execute the notebooks in table-of-contents order with papermill, injecting ``SCALE``,
+   except the pages that read the executed chapters (:data:`READ_EXECUTED`: reproduction
+   status, execution times), which run last; the cell papermill injects is tagged
+   ``remove-cell`` (the page shows the chapter's own parameters cell and says its scale);
 4. ``jupyter-book build -W -n --keep-going`` on the executed copy (``execute_notebooks: off``),
    so any notebook error or Sphinx warning fails the build.
 
@@ -33,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 SRC = BUILD / "src"
 CHAPTER_BUDGET_S = 45.0
+#: pages that read the executed chapters, so they are executed after all of them
+READ_EXECUTED = ("book/reproduction_status", "book/execution_times")
 BOOK_BUDGET_S = 8 * 60.0
 
 # npm package -> {file or folder inside the package: destination under vendor/}
@@ -104,7 +107,13 @@ def fetch_vendor_assets() -> None:
 
 
 def execute(notebooks: list[Path], scale: str) -> dict[str, float]:
+    import os
+
     import papermill as pm
+
+    os.environ["CLDYN_BOOK_BUILD"] = (
+        "1"  # no progress bars, no initial demo figures (cldyn_lib.progress)
+    )
 
     durations: dict[str, float] = {}
     for nb in notebooks:
@@ -126,8 +135,20 @@ def execute(notebooks: list[Path], scale: str) -> dict[str, float]:
             print(f"[execute] FAILED {rel}: {err.ename}: {err.evalue}", file=sys.stderr)
             raise SystemExit(1) from None
         durations[str(rel)] = time.perf_counter() - t0
+        hide_injected_parameters(nb)
         print(f"[execute] {rel}: {durations[str(rel)]:.1f} s", flush=True)
     return durations
+
+
+def hide_injected_parameters(nb: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the page shows the chapter's
+    own parameters cell, and the chapter prints the scale it ran at."""
+    data = json.loads(nb.read_text(encoding="utf-8"))
+    for cell in data["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nb.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def build_html() -> None:
@@ -152,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     copy_sources()
     fetch_vendor_assets()
     docs = toc_docs(SRC / "_toc.yml")
+    docs = [d for d in docs if d not in READ_EXECUTED] + [d for d in READ_EXECUTED if d in docs]
     notebooks = [SRC / f"{d}.ipynb" for d in docs if (SRC / f"{d}.ipynb").exists()]
     if args.only:
         notebooks = [nb for nb in notebooks if nb.stem in args.only]

@@ -1,9 +1,16 @@
 """The claims of both papers, kept as data, and the verdicts of the reproduction-status page.
 
-:func:`evaluate_claims` decides, for each claim of the papers kept in ``book/claims.yml``,
-whether our numbers reproduce it, from the values the chapters glued (a small, safe
-predicate language, :func:`safe_eval`: comparisons, arithmetic, ``and``/``or``/``not``,
-``abs``/``min``/``max``).
+:func:`evaluate_claims` decides each claim of the papers kept in ``book/claims.yml`` from
+the values the chapters glued. A claim's **test** (declared before the run) is a contrast
+over seeds (:mod:`cldyn_lib.stats`): the per-seed statistic of the effect arm against a
+matched reference arm or a constant, with a direction, a minimum effect ``delta`` and a
+level ``alpha``, and the same test with each **null** arm in place of the effect (a claim
+that a null passes is "not discriminating"). A claim without per-seed values is decided by
+its predicate over glued numbers (a small, safe language, :func:`safe_eval`: comparisons,
+arithmetic, ``and``/``or``/``not``, ``abs``/``min``/``max``), evaluated also on the values of
+each null arm; with no uncertainty it is at best "indicative". ``confound``,
+``contradicted_by`` and ``not_testable`` name what the chapters found and override the
+numbers: no claim is "reproduced" while a chapter finding contradicts it.
 
 Taught in the appendix *Reproduction status*.
 """
@@ -15,6 +22,7 @@ import operator
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..stats import Criterion, combine_scales, decide, verdict_of
 from .glue import glued_values
 
 # ---------------------------------------------------------------- claims
@@ -74,8 +82,8 @@ def load_claims(path: str | Path) -> list[dict[str, Any]]:
     import yaml
 
     claims = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
-    required = {"id", "paper", "where", "claim", "paper_value", "chapter", "values", "shown",
-                "reproduced_if"}  # fmt: skip
+    required = {"id", "paper", "section", "where", "claim", "paper_value", "chapter", "values",
+                "shown", "reproduced_if"}  # fmt: skip
     ids = set()
     for c in claims:
         missing = required - set(c)
@@ -84,29 +92,121 @@ def load_claims(path: str | Path) -> list[dict[str, Any]]:
         if c["id"] in ids:
             raise ValueError(f"duplicate claim id {c['id']}")
         ids.add(c["id"])
+        for spec in [c, c.get("larger") or {}]:
+            if "test" in spec:
+                criterion(spec["test"], c["id"])  # a bad criterion fails before any run
+        unknown = set(c) - required - OPTIONAL
+        if unknown:
+            raise ValueError(f"claim {c['id']}: unknown field(s) {', '.join(sorted(unknown))}")
     return claims
 
 
-def _evaluate(claim, values_spec, glued, chapter):
-    names, missing = {}, []
-    for var, key in values_spec.items():
-        if key in glued:
-            names[var] = glued[key]
-        else:
-            missing.append(f"{chapter}::{key}")
-    if missing:
-        raise KeyError(f"claim {claim['id']}: no glued value for {', '.join(missing)}")
-    return claim["shown"].format(**names), bool(safe_eval(claim["reproduced_if"], names))
+#: fields a claim may have besides the required ones
+OPTIONAL = {"larger", "test", "nulls", "anchor", "confound", "contradicted_by", "not_testable"}
+
+
+def criterion(test: dict, claim_id: str = "?") -> Criterion:
+    """The :class:`~cldyn_lib.stats.Criterion` of a claim's ``test`` block."""
+    try:
+        return Criterion(
+            **{k: test[k] for k in ("kind", "direction", "delta", "alpha") if k in test}
+        )
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"claim {claim_id}: bad test: {err}") from None
+
+
+def _lookup(claim, key, glued, chapter):
+    if isinstance(key, (int, float)) and not isinstance(key, bool):
+        return key
+    if key not in glued:
+        raise KeyError(f"claim {claim['id']}: no glued value for {chapter}::{key}")
+    return glued[key]
+
+
+def _names(claim, spec, glued, chapter):
+    return {var: _lookup(claim, key, glued, chapter) for var, key in spec.items()}
+
+
+def _per_seed(claim, key, glued, chapter, what):
+    import numpy as np
+
+    raw = _lookup(claim, key, glued, chapter)
+    if isinstance(raw, str):
+        raise ValueError(f"claim {claim['id']}: {what} {chapter}::{key} is not numbers: {raw!r}")
+    v = np.asarray([np.nan if x is None else x for x in np.atleast_1d(raw)], dtype=float)
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"claim {claim['id']}: {what} {chapter}::{key} is not finite: {v}")
+    return v
+
+
+def _seed_test(claim, test, glued, chapter):
+    """Outcomes of the effect arm and of each null (same test, null in place of the effect)."""
+    crit = criterion(test, claim["id"])
+    ref = test.get("reference", 0.0)
+    ref = _per_seed(claim, ref, glued, chapter, "reference") if isinstance(ref, str) else ref
+    effect = decide(_per_seed(claim, test["effect"], glued, chapter, "effect"), ref, crit)
+    nulls = {
+        name: decide(_per_seed(claim, key, glued, chapter, f"null {name!r}"), ref, crit)
+        for name, key in (test.get("nulls") or {}).items()
+    }
+    extra = {
+        name: decide(_per_seed(claim, spec["effect"], glued, chapter, f"arm {name!r}"),
+                     _per_seed(claim, spec["reference"], glued, chapter, f"arm {name!r}")
+                     if isinstance(spec.get("reference"), str) else spec.get("reference", 0.0),
+                     crit)
+        for name, spec in (test.get("must_hold_in") or {}).items()
+    }  # fmt: skip
+    return crit, effect, nulls, extra
+
+
+def _fmt_outcome(o, crit):
+    if o.n == 0:
+        return "no finite values"
+    sign = "" if crit.direction == "greater" else " (reversed sign)"
+    return (f"d = {o.mean:+.3f} [{o.low:+.3f}, {o.high:+.3f}]{sign}, {o.k}/{o.n} seeds "
+            f"beyond {crit.delta:g}, p = {o.p:.3g}")  # fmt: skip
+
+
+def _scale_row(claim, spec, glued, chapter):
+    """(shown, verdict, test text, null text) of a claim at one scale."""
+    names = _names(claim, spec["values"], glued, chapter)
+    shown = claim["shown"] if "shown" not in spec else spec["shown"]
+    shown = shown.format(**names)
+    predicate = spec.get("reproduced_if", claim["reproduced_if"])
+    if "test" in spec:
+        crit, effect, nulls, extra = _seed_test(claim, spec["test"], glued, chapter)
+        verdict = verdict_of(effect, nulls, extra)
+        test_text = _fmt_outcome(effect, crit)
+        null_text = "; ".join(f"{k}: {v.outcome} (p = {v.p:.2g})" for k, v in nulls.items())
+        null_text += "; " if null_text and extra else ""
+        null_text += "; ".join(f"{k} (must hold): {v.outcome}" for k, v in extra.items())
+        return shown, verdict, test_text, null_text or "none named"
+    ok = bool(safe_eval(predicate, names))
+    passing = []
+    for name, null in (spec.get("nulls") or {}).items():
+        if bool(safe_eval(predicate, {**names, **_names(claim, null, glued, chapter)})):
+            passing.append(name)
+    if ok and passing:
+        verdict = "not discriminating"
+    elif ok:
+        verdict = "indicative (no seed test)"
+    else:
+        verdict = "inconclusive (no seed test)"
+    null_text = "; ".join(
+        f"{n}: {'passes' if n in passing else 'fails'}" for n in (spec.get("nulls") or {})
+    )
+    return shown, verdict, f"{predicate}: {'holds' if ok else 'fails'}", null_text or "none named"
 
 
 def evaluate_claims(claims, executed_dir: str | Path) -> list[dict[str, Any]]:
     """Evaluate every claim from the glued values of the executed chapters in ``executed_dir``.
 
     Each claim names its chapter notebook, the glued keys it reads (``values``, and
-    optionally ``larger.values`` for committed larger-scale results), how to show them and
-    the predicate that decides "reproduced". A missing notebook or glued value raises.
-    ``values: {}`` marks a claim tested only at the larger scale; ``larger`` may override
-    ``shown`` and ``reproduced_if``.
+    optionally ``larger.values`` for committed larger-scale results), how to show them, its
+    per-seed ``test`` (or, without one, the predicate ``reproduced_if``) and its ``nulls``.
+    A missing notebook or glued value raises, and so does a null or effect that is not
+    finite. ``values: {}`` marks a claim not run at ci scale; ``larger`` may override
+    ``shown``, ``reproduced_if``, ``test`` and ``nulls``.
     """
     executed_dir = Path(executed_dir)
     cache: dict[str, dict[str, Any]] = {}
@@ -118,28 +218,35 @@ def evaluate_claims(claims, executed_dir: str | Path) -> list[dict[str, Any]]:
                 raise FileNotFoundError(f"claim {c['id']}: executed chapter {nb} not found")
             cache[c["chapter"]] = glued_values(nb)
         glued = cache[c["chapter"]]
+        row = {k: c[k] for k in ("id", "paper", "section", "where", "claim", "paper_value",
+                                 "chapter")}  # fmt: skip
+        row["anchor"] = c.get("anchor")
+        scales, verdicts = [], []
         if c["values"]:
-            ours, ok = _evaluate(c, c["values"], glued, c["chapter"])
-        else:  # a claim tested only on committed larger-scale results
-            ours, ok = "not run at ci scale", False
-        row = {
-            "id": c["id"], "paper": c["paper"], "where": c["where"], "claim": c["claim"],
-            "paper_value": c["paper_value"], "ci": ours, "ci_ok": ok,
-            "larger": None, "larger_ok": None, "larger_scale": None,
-        }  # fmt: skip
+            scales.append(("ci", {k: c[k] for k in ("values", "test", "nulls") if k in c}))
         if c.get("larger"):
-            big = c["larger"]
-            spec = {**c, **{k: big[k] for k in ("shown", "reproduced_if") if k in big}}
-            row["larger"], row["larger_ok"] = _evaluate(spec, big["values"], glued, c["chapter"])
-            row["larger_scale"] = big["scale"]
-        row["verdict"] = verdict(row["ci_ok"], row["larger_ok"])
+            scales.append((c["larger"]["scale"], c["larger"]))
+        row["scales"] = []
+        for scale, spec in scales:
+            shown, v, test_text, null_text = _scale_row(c, spec, glued, c["chapter"])
+            row["scales"].append({"scale": scale, "shown": shown, "verdict": v,
+                                  "test": test_text, "nulls": null_text})  # fmt: skip
+            verdicts.append(v)
+        verdict = combine_scales(verdicts)
+        if c.get("not_testable"):
+            verdict = f"not testable at this scale ({c['not_testable']})"
+        elif c.get("confound"):
+            verdict = f"confounded ({c['confound']})"
+        elif c.get("contradicted_by") and verdict.startswith("reproduced"):
+            verdict = f"contradicted ({c['contradicted_by']})"
+        row["verdict"] = verdict
         rows.append(row)
     return rows
 
 
-def verdict(ci_ok: bool, larger_ok: bool | None) -> str:
-    if ci_ok and larger_ok in (True, None):
-        return "reproduced"
-    if ci_ok or larger_ok:
-        return "reproduced at " + ("ci scale only" if ci_ok else "the larger scale only")
-    return "not reproduced"
+def verdict_counts(rows) -> dict[str, int]:
+    """How many claims have each verdict word (:data:`~cldyn_lib.stats.VERDICTS` order)."""
+    from ..stats import VERDICTS, verdict_word
+
+    words = [verdict_word(r["verdict"]) for r in rows]
+    return {v: words.count(v) for v in VERDICTS}

@@ -2,7 +2,9 @@
 
 * :func:`glue` is ``myst_nb.glue`` for everything a chapter quotes: a number, bool or string
   (NumPy scalars become plain Python values; NaN and inf are refused, so a page never shows
-  "nan") or a matplotlib figure (glued without displaying it, then closed).
+  "nan"), a per-seed array (a list of floats, :func:`per_seed_list`) or a matplotlib figure (made legible for the page by
+  :func:`~cldyn_lib.legibility.make_legible`, glued without displaying it, then closed; its
+  smallest font and dpi are glued beside it as ``<key>__fonts`` for the browser test).
 * :func:`glued_values` reads every glued value back from an *executed* notebook.
 
 ``myst_nb`` is imported only when :func:`glue` is called, so the engines import without it.
@@ -44,15 +46,30 @@ def glue(key: str, value: Any, display: bool = False) -> None:
     from myst_nb import glue as _glue
 
     if _is_figure(value):
+        from ..legibility import make_legible
+
+        fonts = make_legible(value)
         _glue(key, value, display=display)
+        _glue(f"{key}__fonts", fonts, display=False)
         import matplotlib.pyplot as plt
 
         plt.close(value)
         return
+    if isinstance(value, np.ndarray) and value.ndim == 1 or isinstance(value, (list, tuple)):
+        value = per_seed_list(value)  # a per-seed array of a claim's test
     value = as_plain(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"glued value {key!r} is {value}: the text would show it as such")
     _glue(key, value, display=display)
+
+
+def per_seed_list(values) -> list:
+    """A 1-D array of numbers as a list of floats, ``None`` where a value is not finite (a
+    diverged seed): what a claim's test over seeds reads back with :func:`glued_values`."""
+    out = []
+    for v in np.asarray(values, dtype=float).reshape(-1):
+        out.append(float(v) if math.isfinite(v) else None)
+    return out
 
 
 def _is_figure(value: Any) -> bool:

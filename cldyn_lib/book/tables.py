@@ -1,6 +1,6 @@
 """The tables of the two pages that read the executed chapters, as pandas DataFrames.
 
-* :func:`status_table`: one row per claim of the papers, from
+* :func:`status_table` and :func:`verdict_count_table`: one row per claim of the papers, from
   :func:`~cldyn_lib.book.claims.evaluate_claims`. Taught in the appendix *Reproduction
   status*.
 * :func:`execution_records` and :func:`timing_table`: how long each executed chapter took,
@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -21,25 +22,61 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).replace("\n", " ")
 
 
+PAPERS = {"B": "Yang, Jones, Mozer and Ren (2024)", "A": "Frati, Traft, Clune and Cheney (2025)"}
+
+
+def _cell(*parts: str) -> str:
+    """HTML-escaped text parts joined by line breaks (the table is rendered as HTML)."""
+    return "<br>".join(html.escape(_text(p)) for p in parts if _text(p))
+
+
 def status_table(rows: Iterable[Mapping[str, Any]]):
-    """The claims table: claim, the paper's value, ours at ci and at the larger scale, verdict.
+    """The claims table, one row per claim, grouped by paper and section: the claim (linked
+    to the chapter that tests it), the paper's value, ours at each scale, the test over
+    seeds with what each null gave, and the verdict. A pandas ``Styler`` of HTML cells.
 
     ``rows`` are the rows of :func:`~cldyn_lib.book.claims.evaluate_claims`. Taught in the
     appendix *Reproduction status*.
     """
     import pandas as pd
 
-    records = []
+    records, index = [], []
     for r in rows:
-        larger = f"{r['larger']} ({r['larger_scale']})" if r["larger"] else "no committed result"
-        records.append({
-            "claim": _text(f"{r['id']} ({r['where']}): {r['claim']}"),
-            "paper": _text(r["paper_value"]),
-            "ours, ci": _text(r["ci"]),
-            "ours, larger": _text(larger),
-            "verdict": _text(r["verdict"]),
-        })  # fmt: skip
-    return pd.DataFrame(records, columns=["claim", "paper", "ours, ci", "ours, larger", "verdict"])
+        href = f"{r['chapter']}.html" + (f"#{r['anchor']}" if r.get("anchor") else "")
+        claim = (f'<a href="{html.escape(href)}"><b>{html.escape(r["id"])}</b></a> '
+                 f"({html.escape(_text(r['where']))})<br>{html.escape(_text(r['claim']))}")  # fmt: skip
+        ours = (
+            "<br>".join(
+                f"<i>{html.escape(s['scale'])}</i>: {html.escape(_text(s['shown']))}"
+                for s in r["scales"]
+            )
+            or "not run"
+        )
+        tests = (
+            "<br>".join(
+                f"<i>{html.escape(s['scale'])}</i>: {html.escape(_text(s['test']))}; nulls: "
+                f"{html.escape(_text(s['nulls']))} &rarr; {html.escape(s['verdict'])}"
+                for s in r["scales"]
+            )
+            or "none"
+        )
+        records.append({"claim": claim, "paper's value": _cell(r["paper_value"]), "ours": ours,
+                        "test over seeds, nulls": tests,
+                        "verdict": f"<b>{html.escape(r['verdict'])}</b>"})  # fmt: skip
+        index.append((PAPERS.get(r["paper"], r["paper"]), _text(r["section"])))
+    columns = ["claim", "paper's value", "ours", "test over seeds, nulls", "verdict"]
+    df = pd.DataFrame(records, columns=columns,
+                      index=pd.MultiIndex.from_tuples(index, names=["paper", "section"]))  # fmt: skip
+    return df.style.set_table_attributes('class="status-table"')
+
+
+def verdict_count_table(counts: Mapping[str, int]):
+    """Claims per verdict word (only the words in use), as a DataFrame. Taught in the
+    appendix *Reproduction status*."""
+    import pandas as pd
+
+    used = [(k, v) for k, v in counts.items() if v]
+    return pd.DataFrame(used, columns=["verdict", "claims"])
 
 
 def execution_records(executed_dir: str | Path, skip=("execution_times",)) -> list[tuple]:

@@ -25,12 +25,12 @@ from typing import Sequence
 
 import torch
 from torch.func import functional_call, grad_and_value, vmap
-from tqdm.auto import tqdm
 
 from ..batching import StackedOptimizer, VmapOptions, autocast, maybe_compile, same_except, tf32
 from ..config import ConfigError, check_choice
 from ..models import gpt_neox as lm
 from ..models import neox_batched
+from ..progress import tqdm
 from .config import CyclicConfig
 from .engine import mask_tokens, run_cyclic, window_start
 from .result import CyclicResult, result_of

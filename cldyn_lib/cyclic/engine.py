@@ -26,10 +26,10 @@ from __future__ import annotations
 import time
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import checkpoint as ck
 from ..models import gpt_neox as lm
+from ..progress import tqdm
 from . import resume
 from .config import CyclicConfig
 from .estimate import LONG_RUN_S, describe_estimate, estimate_cyclic

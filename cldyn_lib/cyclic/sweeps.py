@@ -22,11 +22,11 @@ import warnings
 from typing import Any, Callable
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import metrics
 from ..checkpoint import DivergedError
 from ..config import Config, ConfigError, check_int
+from ..progress import tqdm
 from ..results import load_or_compute
 from .config import CyclicConfig
 from .engine import run_cyclic
@@ -91,6 +91,20 @@ def summarize_run(losses: np.ndarray, schedule: np.ndarray) -> dict[str, np.ndar
         out["losses"] = losses
         out["schedule"] = schedule
     return out
+
+
+def rerun_sweep_run(sweep: CyclicSweep, i: int, j: int) -> dict[str, np.ndarray]:
+    """Variant ``i`` and seed ``j`` of ``sweep`` run again, summarised and typed as
+    :func:`run_cyclic_sweep` stores them (``v{i}_{key}[j]``): to check a committed sweep
+    against a fresh run. Taught in the appendix *Many runs at once*."""
+    try:
+        res = run_cyclic(sweep.config(i, sweep.seeds[j]), progress=False)
+    except DivergedError as err:
+        res = err.result
+    out = summarize_run(res.losses, res.schedule)
+    return {
+        k: np.asarray(v).astype(np.int16 if k == "schedule" else np.float32) for k, v in out.items()
+    }
 
 
 def run_cyclic_sweep(sweep: CyclicSweep, progress: bool = True) -> dict[str, np.ndarray]:

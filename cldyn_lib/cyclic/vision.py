@@ -35,12 +35,12 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .. import metrics
 from ..config import Config, ConfigError, check_choice, check_float, check_int, resolve_device
 from ..data.cifar10 import downsample, kmeans_palette, load_cifar10, nearest_colour
 from ..models.image import HUB, build_image_model, hub_palette
+from ..progress import tqdm
 from ..results import provenance
 
 TASKS = ("classify", "igpt")

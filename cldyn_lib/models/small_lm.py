@@ -23,11 +23,11 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..config import Config, check_float, check_int
 from ..data.documents import TokenPool, Vocab, common_vocab, tokenize_pool
 from ..files import cache_dir, write_atomic
+from ..progress import tqdm
 from . import gpt_neox as lm
 
 

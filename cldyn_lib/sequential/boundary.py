@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..config import SCALES, Config, ConfigError, check_choice, check_float, check_int
+from ..progress import tqdm
 from .optimizers import TRACKED, VARIANTS, MomentTracker
 from .pretrain import load_or_pretrain
 from .sequence import SequenceStudy

@@ -33,11 +33,11 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..config import SCALES, Config, ConfigError, check_choice, check_float, check_int, check_tuple
 from ..data.omniglot import OmniglotTensors
 from ..models.convnet import ConvNet, layer_weights
+from ..progress import tqdm
 from .pretrain import PRETRAIN_MODES, PretrainConfig, load_or_pretrain, load_pretrain_data
 from .zapping import INITS, zap
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
-from tqdm.auto import tqdm
 
+from ..progress import tqdm
 from .zapping import zap
 
 EPISODES_PER_CHUNK = 100  #: asb / meta_asb: episodes between ``on_chunk`` calls

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .. import checkpoint as ck
 from ..config import Config, ConfigError, check_choice, check_float, check_int
@@ -37,6 +36,7 @@ from ..data.omniglot import N_CLASSES, OmniglotTensors, load_omniglot_tensors
 from ..files import cache_dir, write_atomic
 from ..models.convnet import ConvNet
 from ..models.resnet import ResNet
+from ..progress import tqdm
 from ..results import provenance
 from .episodic import train_episodic
 from .zapping import INITS, zap

@@ -25,10 +25,10 @@ import dataclasses
 import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..config import SCALES, Config, ConfigError, check_choice, check_float, check_int
 from ..metrics import backward_transfer
+from ..progress import tqdm
 from .optimizers import VARIANTS
 from .pretrain import ARCHS, PRETRAIN_MODES, PretrainConfig, load_or_pretrain
 from .transfer import TRAIN, TransferConfig, load_transfer_data

@@ -18,9 +18,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..config import SCALES, Config, ConfigError, check_choice, check_int
+from ..progress import tqdm
 from .boundary import BoundaryStudy, run_boundary_study
 from .optimizers import VARIANTS
 from .sequence import (

@@ -19,10 +19,10 @@ import dataclasses
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..config import SCALES, Config, check_choice, check_float, check_int, check_tuple
 from ..metrics import forgetting
+from ..progress import tqdm
 from .pretrain import PRETRAIN_MODES, PretrainConfig, load_or_pretrain, load_pretrain_data
 from .transfer import TransferConfig, eval_schedule, load_transfer_data
 from .transfer_engine import run_transfer

@@ -1,0 +1,121 @@
+"""Regenerate every committed CPU result under ``data/results/`` (``make results``).
+
+    python tools/make_results.py            # every result not yet made by this library code
+    python tools/make_results.py --list     # what it would do, and why
+    python tools/make_results.py sweep-width probes-T50   # only these
+
+Resumable: a result whose file records a clean tree and the current library source hash
+(``provenance["git"]["library_sha256"]``, :func:`cldyn_lib.results.library_sha256`) is
+skipped; any other is recomputed and written atomically, so an interrupted run continues
+where it stopped. It refuses to run from a tree whose tracked files (outside
+``data/results/``) are modified: a committed result must name the commit that made it.
+Results made on a GPU name their own command (tools/gpu_*.py) and are not made here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cldyn_lib as cl  # noqa: E402
+from cldyn_lib import results  # noqa: E402
+
+
+def recipes() -> dict[str, tuple]:
+    """``{short name: (result name, config, compute, scale)}`` of every committed CPU result."""
+    out = {}
+    for name in cl.BOOK_SWEEPS:
+        out[f"sweep-{name}"] = (f"sweep-{name}", cl.book_sweep(name, "laptop"),
+                                cl.run_cyclic_sweep, "laptop")  # fmt: skip
+    out["probes-T25"] = (
+        "probes",
+        cl.CyclicConfig.preset("laptop", n_docs=25),
+        cl.probe_study,
+        "laptop",
+    )
+    out["probes-T50"] = ("probes", cl.CyclicConfig.preset("laptop", n_docs=50, epochs=4),
+                         cl.probe_study, "laptop")  # fmt: skip
+    for m in ("vit", "cnn", "igpt"):
+        out[f"vision-{m}"] = (
+            f"vision-{m}",
+            cl.vision_preset("laptop", m),
+            cl.vision_study,
+            "laptop",
+        )
+    out["sequence-study"] = ("sequence-study", cl.SequenceStudy.preset("laptop"),
+                             cl.run_sequence_study, "laptop")  # fmt: skip
+    for key, cfg in cl.open_question_studies("laptop").items():
+        if key != "arch":  # the chapter uses the ci ResNet sweep
+            out[cl.result_name(key)] = (cl.result_name(key), cfg, cl.study_function(key), "laptop")
+    arch = cl.open_question_studies("ci")["arch"]
+    out["arch-sweep-ci"] = (cl.result_name("arch"), arch, cl.study_function("arch"), "ci")
+    out["divergence-study"] = ("divergence-study", cl.DivergenceStudy.preset("laptop"),
+                               cl.run_divergence_study, "laptop")  # fmt: skip
+    out["shock-study"] = (
+        "shock-study",
+        cl.ShockStudy.preset("laptop"),
+        cl.run_shock_study,
+        "laptop",
+    )
+    out["feature-stats"] = ("feature-stats", cl.ShockStudy.preset("laptop"),
+                            cl.run_feature_stats, "laptop")  # fmt: skip
+    return out
+
+
+def status(name, config, scale) -> str:
+    """ "current" (clean, made by this library code), or why the result must be (re)made."""
+    path = results.result_path(name, config, scale)
+    if not path.exists():
+        return "missing"
+    git = results.load_result(path).provenance.get("git") or {}
+    if git.get("dirty") is not False:
+        return "made from a dirty tree"
+    if git.get("library_sha256") != results.library_sha256():
+        return "made by other library code"
+    return "current"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="short names (default: all; see --list)")
+    parser.add_argument("--list", action="store_true", help="show each result's status and stop")
+    args = parser.parse_args(argv)
+    todo = recipes()
+    unknown = [n for n in args.names if n not in todo]
+    if unknown:
+        parser.error(f"unknown result(s) {', '.join(unknown)}; choose from {', '.join(todo)}")
+    names = args.names or list(todo)
+    if args.list:
+        for n in names:
+            name, cfg, _, scale = todo[n]
+            print(
+                f"{n:24s} {results.result_path(name, cfg, scale).name:48s} {status(name, cfg, scale)}"
+            )
+        return 0
+    git = results.git_commit()
+    if git["dirty"] is not False:
+        print(
+            "refusing: tracked files outside data/results/ are modified (commit first)",
+            file=sys.stderr,
+        )
+        return 2
+    t_all = time.perf_counter()
+    for n in names:
+        name, cfg, fn, scale = todo[n]
+        why = status(name, cfg, scale)
+        if why == "current":
+            print(f"{n}: current, skipped", flush=True)
+            continue
+        t0 = time.perf_counter()
+        res = cl.load_or_compute(name, cfg, lambda c, fn=fn: fn(c), scale=scale, recompute=True)
+        print(f"{n}: {why} -> {res.path.name}, {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"all done in {(time.perf_counter() - t_all) / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
