@@ -18,11 +18,12 @@ BOOK_SOURCES := _config.yml _toc.yml references.bib $(wildcard book/*) \
 	$(wildcard cldyn_lib/*.py) $(wildcard data/results/*) tools/build_book.py
 HTML := _build/html/index.html
 
-.PHONY: help setup book test unit nbval browser lint clean
+.PHONY: help setup book test unit nbval browser lint clean results
 
 help:
 	@echo "make book   set up $(VENV), execute every chapter at SCALE=$(SCALE), render _build/html"
 	@echo "make test   everything: lint, unit tests, nbval, browser checks (builds the book first)"
+	@echo "make results  regenerate the committed CPU results (hours; resumable)"
 
 # An isolated environment. constraints/cpu.txt pins this machine's CPU torch; the package
 # metadata only asks for torch>=2.2, so `pip install` in Colab keeps Colab's CUDA build.
@@ -53,6 +54,11 @@ browser: $(HTML)
 test: $(HTML) lint
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env _build/src/book
+
+# regenerate every committed CPU result that this library code has not made yet (resumable;
+# refuses a tree with modified tracked files; see tools/make_results.py --list)
+results: $(STAMP)
+	$(PY) tools/make_results.py
 
 clean:
 	rm -rf _build

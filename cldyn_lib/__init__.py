@@ -92,6 +92,10 @@ API: dict[str, tuple[str, ...]] = {
         "lag_profile", "pca", "probe_summary", "stepwise_ratio", "stripe_period",
         "update_sizes", "weight_residuals",
     ),
+    "cyclic.nulls": (
+        "null_structure", "random_map_null", "random_walk", "structure_measures",
+        "uncorrelated_updates",
+    ),
     "cyclic.probe_figures": ("plot_heatmap", "plot_probe_maps", "probe_dashboard"),
     "cyclic.toy": (
         "TOY_SEEDS", "ToyConfig", "circle_modes", "circle_order", "epoch_map", "pca_2d",
@@ -161,7 +165,7 @@ API: dict[str, tuple[str, ...]] = {
         "sequence_dashboard", "since_curves", "sweep_lines", "table3", "task_curves",
         "variant_bars", "variant_label",
     ),
-    "book.glue": ("glue", "glued_values", "in_colab"),
+    "book.glue": ("glue", "glue_sweep_seeds", "glued_values", "in_colab"),
     "book.claims": ("evaluate_claims", "load_claims", "verdict_counts"),
     "book.widgets": ("panel",),
     "book.tables": ("execution_records", "status_table", "timing_table", "verdict_count_table"),

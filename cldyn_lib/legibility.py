@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 
 #: width (CSS px) of the text column in which the book shows figures, in a 1280 px window
-COLUMN_PX = 720
+COLUMN_PX = 672
 #: the smallest font, in CSS px on the page, that the book accepts in a figure
 MIN_FONT_PX = 9.0
 

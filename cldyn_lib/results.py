@@ -68,13 +68,13 @@ class Result:
 # ---------------------------------------------------------------- provenance
 
 
-def library_sha256() -> str:
+def library_sha256(package: str | os.PathLike | None = None) -> str:
     """SHA-256 of the library's source (every ``cldyn_lib/**/*.py``, by relative path): two
     results with the same hash were made by the same library code. ``make results`` skips a
-    result whose file already has the current hash."""
+    result whose file already has the current hash. ``package``: another copy's folder."""
     import hashlib
 
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(package) if package else Path(__file__).resolve().parent
     h = hashlib.sha256()
     for f in sorted(pkg.rglob("*.py")):
         h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")

@@ -58,6 +58,15 @@ def test_glued_values_and_predicate_claims(tmp_path):
     assert row["verdict"] == "not discriminating" and "noise: passes" in row["scales"][0]["nulls"]
     (row,) = cl.evaluate_claims([dict(CLAIM, nulls={"noise": {"x": "lo"}})], tmp_path)
     assert row["verdict"] == "indicative (no seed test)"
+    # a null given as samples passes when the predicate holds in more than 5% of them
+    executed_notebook(tmp_path / "chap.ipynb", {"x": 0.42, "flag": True, "hi": 0.9, "lo": 0.1,
+                                                "few": [0.1] * 19 + [0.9], "many": [0.1, 0.9]})  # fmt: skip
+    (row,) = cl.evaluate_claims([dict(CLAIM, nulls={"chance": {"x": "few"}})], tmp_path)
+    assert (
+        row["verdict"] == "indicative (no seed test)" and "fails in 5%" in row["scales"][0]["nulls"]
+    )
+    (row,) = cl.evaluate_claims([dict(CLAIM, nulls={"chance": {"x": "many"}})], tmp_path)
+    assert row["verdict"] == "not discriminating" and "passes in 50%" in row["scales"][0]["nulls"]
     (row,) = cl.evaluate_claims([dict(CLAIM, reproduced_if="x > 0.5")], tmp_path)
     assert row["verdict"] == "inconclusive (no seed test)"
     with pytest.raises(KeyError, match="chap::missing"):

@@ -213,3 +213,21 @@ def test_estimate_memory_counts_the_checkpoint_and_buffers():
     assert est["gradients"] == 4 * 5 * 1000
     assert est["total"] == sum(v for k, v in est.items() if k != "total")
     assert dataclasses.is_dataclass(cl.ProbeConfig())
+
+
+def test_structure_nulls_show_what_the_predicates_cannot_tell_apart():
+    """The no-similarity null repeats once per epoch by construction, so it has stripes of
+    period one epoch and nearly one helix turn per epoch; a random walk has activation-like
+    blocks. These are the values a probe claim must beat."""
+    import cldyn_lib as cl
+
+    nulls = cl.null_structure(10, 5, seeds=4)
+    assert np.all(nulls["uncorrelated"]["stripe_epochs"] == 1.0)
+    assert np.all(np.abs(nulls["uncorrelated"]["helix_revs"] - 1) < 0.1)
+    assert np.all(nulls["random_walk"]["block"] > 0.1)
+    a = cl.uncorrelated_updates(10, 3, dim=8, seed=1)
+    assert a.shape == (31, 8) and np.array_equal(a, cl.uncorrelated_updates(10, 3, dim=8, seed=1))
+    with pytest.raises(cl.ConfigError, match="n_docs >= 2"):
+        cl.uncorrelated_updates(1, 3)
+    with pytest.raises(cl.ConfigError, match="n_steps >= 2"):
+        cl.random_walk(1)

@@ -1,5 +1,7 @@
 """Results: atomic writes, provenance, load-or-compute."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -24,7 +26,8 @@ def test_roundtrip_with_provenance(results_dir):
     p = back.provenance
     assert p["config"]["type"] == "ToyConfig" and p["config"]["epochs"] == 2
     assert p["scale"] == "laptop" and "numpy" in p["versions"] and "torch" in p["versions"]
-    assert set(p["git"]) == {"commit", "dirty"} and p["device"]["type"] == "cpu"
+    assert {"commit", "dirty", "library_dirty", "library_sha256"} <= set(p["git"])
+    assert p["git"]["library_sha256"] == results.library_sha256() and p["device"]["type"] == "cpu"
     assert "scale laptop" in back.label()
 
 
@@ -71,3 +74,32 @@ def test_reproduction_tolerance_is_zero_only_on_the_same_cpu_and_packages():
     other_torch = {**prov, "versions": {**prov["versions"], "torch": "0.0"}}
     assert cl.reproduction_tolerance(other_torch) == 0.05
     assert cl.reproduction_tolerance({}) == 0.05  # results made before the signature existed
+
+
+def test_git_provenance_from_the_environment_without_a_repository(monkeypatch):
+    """A copy on a GPU machine has no .git: the commit and cleanliness come from the
+    environment, set by whoever copied a clean commit there."""
+    monkeypatch.setattr(results, "repo_root", lambda: None)
+    monkeypatch.delenv("CLDYN_COMMIT", raising=False)
+    assert results.git_commit()["commit"] is None
+    monkeypatch.setenv("CLDYN_COMMIT", "abc123")
+    monkeypatch.setenv("CLDYN_CLEAN", "1")
+    git = results.git_commit()
+    assert git["commit"] == "abc123" and git["dirty"] is False and git["from"] == "environment"
+    monkeypatch.setenv("CLDYN_CLEAN", "0")
+    assert results.git_commit()["dirty"] is True
+
+
+def test_library_hash_changes_with_the_source(tmp_path):
+    import shutil
+
+    src = Path(results.__file__).parent
+    copy = shutil.copytree(
+        src, tmp_path / "cldyn_lib", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    assert results.library_sha256(copy) == results.library_sha256()
+    (copy / "metrics.py").write_text((copy / "metrics.py").read_text() + "\n# a change\n")
+    assert results.library_sha256(copy) != results.library_sha256()
+    (copy / "new.py").write_text("")
+    (copy / "metrics.py").write_text((src / "metrics.py").read_text())
+    assert results.library_sha256(copy) != results.library_sha256()

@@ -63,6 +63,16 @@ def glue(key: str, value: Any, display: bool = False) -> None:
     _glue(key, value, display=display)
 
 
+def glue_sweep_seeds(prefix: str, sweeps: dict, key: str = "score") -> None:
+    """Glue, for every sweep in ``sweeps`` (name -> a computed sweep with ``labels`` and
+    ``get(i, key)``, e.g. :class:`~cldyn_lib.CyclicSweepData`), each variant's per-seed
+    ``key`` in the last scored epoch as ``<prefix>_<name>_v<i>``: the arrays the claims'
+    tests over seeds read (``book/claims.yml``). Taught in *What drives recovery*."""
+    for name, data in sweeps.items():
+        for i in range(len(data.labels)):
+            glue(f"{prefix}_{name}_v{i}", np.asarray(data.get(i, key))[:, -1])
+
+
 def per_seed_list(values) -> list:
     """A 1-D array of numbers as a list of floats, ``None`` where a value is not finite (a
     diverged seed): what a claim's test over seeds reads back with :func:`glued_values`."""
