@@ -15,9 +15,9 @@ The package is a house of floors; a module imports only from its own floor or lo
 - ``data``: articles, tokenised documents, Omniglot, CIFAR-10, and where they are found;
 - ``models``: GPT-NeoX (and its batched forward), the pre-trained stand-in, the ConvNet,
   the ResNet, the image models;
-- two wings, one per paper, which never import each other: ``cyclic`` (paper B, Yang et
+- two wings, one per paper, which never import each other: ``cyclic`` (Yang et al., Yang et
   al.: the cyclic engine, batched seeds, probes, the toy model, vision, sweeps, figures)
-  and ``sequential`` (paper A, Frati et al.: zapping, pre-training, transfer, zap
+  and ``sequential`` (Frati et al., Frati et al.: zapping, pre-training, transfer, zap
   divergence, optimizers, their studies and figures);
 - ``book``: glue, slider panels, the claims of the status page;
 - ``launch`` and ``cli``: many runs on any executor, and the command line.

@@ -3,8 +3,8 @@
 The experiments of both papers are sweeps (seeds x learning rates x sizes) of small models,
 and a small model run alone wastes the hardware: on a CPU each batch-1 step is mostly Python
 and framework overhead, on a GPU mostly kernel launches. The batched engines
-(:func:`cldyn_lib.run_cyclic_batched` for paper B, :func:`cldyn_lib.run_transfer_batched` for
-paper A) stack the weights of K runs of one architecture along a new leading axis
+(:func:`cldyn_lib.run_cyclic_batched` for Yang et al., :func:`cldyn_lib.run_transfer_batched` for
+Frati et al.) stack the weights of K runs of one architecture along a new leading axis
 (``torch.func.stack_module_state``) and train them in one forward/backward. Everything that
 makes run k *run k* is built by the single-run engines themselves and then stacked, so the K
 results equal K separate runs to float tolerance (tests check it).

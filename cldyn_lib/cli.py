@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the experiments")
     add_analyse_options(sub.add_parser(
-        "analyse", help="paper B's protocol on your model and documents, with a report",
+        "analyse", help="Yang et al.'s protocol on your model and documents, with a report",
         description="Fixed order against a reshuffled control, per seed, on any causal LM "
                     "and any documents; writes report.html, figures and loss matrices.",
     ))  # fmt: skip

@@ -92,7 +92,7 @@ def _toy(cfg) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class TransferJob(TransferConfig):
-    """A transfer run (paper A) from a cached pre-trained ConvNet."""
+    """A transfer run (Frati et al.) from a cached pre-trained ConvNet."""
 
     pretrain_mode: str = "iid"  #: pre-training mode: "iid", "zapped_iid", "asb" or "meta_asb"
     pretrain_scale: str = "ci"  #: the PretrainConfig preset the ConvNet is trained at
@@ -120,13 +120,18 @@ def experiments() -> dict[str, Experiment]:
     from .sequential.transfer_studies import ShockStudy
 
     return {
-        "cyclic": Experiment("cyclic", CyclicConfig, _cyclic, "paper B: one cyclic LM run"),
-        "transfer": Experiment("transfer", TransferJob, _transfer, "paper A: one transfer run"),
-        "shock": Experiment("shock", ShockStudy, _shock, "paper A: Table 1 / Fig. 1 study"),
-        "divergence": Experiment(
-            "divergence", DivergenceStudy, _divergence, "paper A: Figs. 2-3 zap divergence study"
+        "cyclic": Experiment("cyclic", CyclicConfig, _cyclic, "Yang et al.: one cyclic LM run"),
+        "transfer": Experiment(
+            "transfer", TransferJob, _transfer, "Frati et al.: one transfer run"
         ),
-        "toy": Experiment("toy", ToyConfig, _toy, "paper B: the toy model"),
+        "shock": Experiment("shock", ShockStudy, _shock, "Frati et al.: Table 1 / Fig. 1 study"),
+        "divergence": Experiment(
+            "divergence",
+            DivergenceStudy,
+            _divergence,
+            "Frati et al.: Figs. 2-3 zap divergence study",
+        ),
+        "toy": Experiment("toy", ToyConfig, _toy, "Yang et al.: the toy model"),
     }
 
 

@@ -76,9 +76,12 @@ def make_legible(fig, column_px: float = COLUMN_PX, min_px: float = MIN_FONT_PX)
                     if labels:
                         size = max(labels[0].get_fontsize(), floor)
                         ax.tick_params(axis=name, which="both", labelsize=size)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if fig.get_layout_engine() is None:
+            engine = fig.get_layout_engine()
+            # tight_layout() leaves a placeholder engine: lay out again; a constrained or
+            # tight engine lays out at every draw by itself
+            if engine is None or type(engine).__name__ == "PlaceHolderLayoutEngine":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
                     fig.tight_layout()
             min_pt = smallest_font_pt(fig)
     return {"min_pt": round(min_pt, 2), "dpi": dpi, "scale": round(float(scale), 3)}

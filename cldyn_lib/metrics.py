@@ -10,7 +10,7 @@ in the ``k``-th episode of epoch ``e``. The default is ``schedule[e, k] = k`` (t
 every epoch). Partial shuffling and reversed orders are just other schedules; every row must
 be a permutation of ``0..T-1``.
 
-Taught in the chapter *The toy model*; used by every chapter on paper B.
+Taught in the chapter *The toy model*; used by every chapter on Yang et al.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class RecoveryParts(NamedTuple):
     """Eq. 1's ingredients for one epoch (means over documents)."""
 
     score: float  #: (l_max - l_before) / (l_max - l_after)
-    forgotten: float  #: l_max - l_after: how much was forgotten (footnote 1 of paper B)
+    forgotten: float  #: l_max - l_after: how much was forgotten (footnote 1 of Yang et al.)
     recovered: float  #: l_max - l_before: how much came back before the next training
     l_max: float
     l_before: float
@@ -96,7 +96,7 @@ class RecoveryParts(NamedTuple):
 
 
 def recovery_parts(losses, epoch: int, schedule=None, docs=None) -> RecoveryParts:
-    """Paper B's recovery score (Eq. 1) for ``epoch`` n, with its parts.
+    """Yang et al.'s recovery score (Eq. 1) for ``epoch`` n, with its parts.
 
     For each document t, ``a`` is the row just after its n-th training and ``b`` the row just
     before its (n+1)-th. With the default schedule and 0-based t, ``a = (n-1)*T + t + 1`` and
@@ -109,7 +109,7 @@ def recovery_parts(losses, epoch: int, schedule=None, docs=None) -> RecoveryPart
 
     ``epoch`` must be in ``1..E-1`` (a run with E=1 has no recovery score). The score is NaN,
     with a warning, when nothing was forgotten (``l_max == l_after``). ``docs`` restricts the
-    means to some documents (e.g. ``[0]`` for document 1 alone, paper B's Fig. 12).
+    means to some documents (e.g. ``[0]`` for document 1 alone, Yang et al.'s Fig. 12).
     """
     L, S = check_loss_matrix(losses, schedule)
     E, T = S.shape
@@ -141,7 +141,7 @@ def recovery_parts(losses, epoch: int, schedule=None, docs=None) -> RecoveryPart
 
 
 def recovery_score(losses, epoch: int, schedule=None) -> float:
-    """Paper B's Eq. 1 for ``epoch`` (1..E-1); see :func:`recovery_parts` for the definition."""
+    """Yang et al.'s Eq. 1 for ``epoch`` (1..E-1); see :func:`recovery_parts` for the definition."""
     return recovery_parts(losses, epoch, schedule).score
 
 
@@ -165,7 +165,7 @@ def aligned_losses(losses, schedule=None) -> np.ndarray:
 
 
 def shift_averaged_loss(losses, schedule=None) -> np.ndarray:
-    """Paper B's shift-averaged loss (Fig. 1b): the mean over documents of :func:`aligned_losses`."""
+    """Yang et al.'s shift-averaged loss (Fig. 1b): the mean over documents of :func:`aligned_losses`."""
     return aligned_losses(losses, schedule).mean(axis=0)
 
 
@@ -237,7 +237,7 @@ def priming(losses, schedule=None, epoch: int = 1) -> float:
     ``losses[r-1, j] - losses[r, j]`` where ``r`` is the row just after training ``i``;
     the mean over the T-1 pairs. Positive: training a document primes its successor. In
     the fixed order the successor of ``x_{t-1}`` is ``x_t``; in a reversed epoch it is the
-    other way round (paper B, section 4's opening). Used in *What drives recovery*.
+    other way round (Yang et al., section 4's opening). Used in *What drives recovery*.
     """
     L, S = check_loss_matrix(losses, schedule)
     E, T = S.shape

@@ -56,7 +56,7 @@ def plot_loss_curve(
     ylabel: str = "loss (nats/token)",
     mark_before: bool = True,
 ):
-    """Loss of document ``doc`` after every episode (paper B Fig. 1a).
+    """Loss of document ``doc`` after every episode (Yang et al. Fig. 1a).
 
     ``losses`` is one loss matrix, or a stack ``(seeds, E*T+1, T)`` drawn as mean +- std.
     Small black circles mark the points just before each training on ``doc``; faint
@@ -85,7 +85,7 @@ def plot_loss_curve(
 def plot_shift_averaged(
     ax, losses, schedule=None, *, label=None, color=None, ylabel="loss (nats/token)"
 ):
-    """Shift-averaged loss (paper B Fig. 1b); a stack of matrices gives mean +- std over seeds."""
+    """Shift-averaged loss (Yang et al. Fig. 1b); a stack of matrices gives mean +- std over seeds."""
     stack = np.asarray(losses, dtype=float)
     stack = stack[None] if stack.ndim == 2 else stack
     curves = np.stack([shift_averaged_loss(m, schedule) for m in stack])

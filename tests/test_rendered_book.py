@@ -248,7 +248,7 @@ def readability_defects(page, name: str) -> list[str]:
         if not re.match(r"^\s*(Fig\.|Table)\s+\d+\.\d+", num):
             out.append(f"book figure number without a chapter prefix: {num.strip()!r}")
     out += [f"paper figure cited without the paper: ...{b}..." for b in bare_citations(body)]
-    wide = page.evaluate("""() => {
+    wide = page.evaluate(r"""() => {
         const bad = [];
         const col = document.querySelector("main article, main .bd-article, main");
         const right = col.getBoundingClientRect().right + 2;

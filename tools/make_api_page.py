@@ -25,8 +25,8 @@ FLOORS = [
      ["config", "metrics", "results", "checkpoint", "files", "plots", "batching", "stats", "speed"]),
     ("Data", ["data"]),
     ("Models", ["models"]),
-    ("Paper B (Yang et al.): the cyclic wing", ["cyclic"]),
-    ("Paper A (Frati et al.): the sequential wing", ["sequential"]),
+    ("Yang et al. (Yang et al.): the cyclic wing", ["cyclic"]),
+    ("Frati et al. (Frati et al.): the sequential wing", ["sequential"]),
     ("The book layer", ["book"]),
     ("Many runs and the command line", ["launch", "cli"]),
 ]  # fmt: skip
@@ -43,7 +43,7 @@ or the ones below, and the two papers' wings never import each other:
 | 0 | `config`, `metrics`, `results`, `checkpoint`, `files`, `plots`, `batching`, `stats` | NumPy, SciPy, torch, matplotlib |
 | 1 | `data` | floor 0 |
 | 2 | `models` | floors 0-1 |
-| 3 | `cyclic` (paper B), `sequential` (paper A) | floors 0-2, not each other |
+| 3 | `cyclic` (Yang et al.), `sequential` (Frati et al.) | floors 0-2, not each other |
 | 4 | `book` | floors 0-3 |
 | 5 | `launch`, `cli` | everything |
 

@@ -256,7 +256,7 @@ def evaluate_claims(claims, executed_dir: str | Path) -> list[dict[str, Any]]:
             verdict = f"not testable at this scale ({c['not_testable']})"
         elif c.get("confound"):
             verdict = f"confounded ({c['confound']})"
-        elif c.get("contradicted_by") and verdict.startswith("reproduced"):
+        elif c.get("contradicted_by"):
             verdict = f"contradicted ({c['contradicted_by']})"
         row["verdict"] = verdict
         rows.append(row)

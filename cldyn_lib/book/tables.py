@@ -23,6 +23,8 @@ def _text(value: Any) -> str:
 
 
 PAPERS = {"B": "Yang, Jones, Mozer and Ren (2024)", "A": "Frati, Traft, Clune and Cheney (2025)"}
+#: how a row cites its paper's section or figure ("Yang et al., Sec. 4.4, Fig. 10b")
+SHORT = {"B": "Yang et al.", "A": "Frati et al."}
 
 
 def _cell(*parts: str) -> str:
@@ -44,7 +46,8 @@ def status_table(rows: Iterable[Mapping[str, Any]]):
     for r in rows:
         href = f"{r['chapter']}.html" + (f"#{r['anchor']}" if r.get("anchor") else "")
         claim = (f'<a href="{html.escape(href)}"><b>{html.escape(r["id"])}</b></a> '
-                 f"({html.escape(_text(r['where']))})<br>{html.escape(_text(r['claim']))}")  # fmt: skip
+                 f"({SHORT.get(r['paper'], r['paper'])}, {html.escape(_text(r['where']))})<br>"
+                 f"{html.escape(_text(r['claim']))}")  # fmt: skip
         ours = (
             "<br>".join(
                 f"<i>{html.escape(s['scale'])}</i>: {html.escape(_text(s['shown']))}"

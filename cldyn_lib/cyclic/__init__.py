@@ -1,4 +1,4 @@
-"""Paper B (Yang, Jones, Mozer, Ren 2024): anticipatory recovery in cyclic training.
+"""Yang et al. (Yang, Jones, Mozer, Ren 2024): anticipatory recovery in cyclic training.
 
 ``config`` and ``state`` (one run), ``engine`` (the loop), ``result``, ``resume`` and
 ``estimate``; ``batched`` (many seeds as one model); ``probes`` and ``structure`` (what the

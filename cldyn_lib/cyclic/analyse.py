@@ -1,13 +1,13 @@
-"""Paper B's protocol on your model and your documents: runs, control, seeds and verdict.
+"""Yang et al.'s protocol on your model and your documents: runs, control, seeds and verdict.
 
 ``python -m cldyn_lib analyse --model ./my-model --docs notes.jsonl ...`` and
 :func:`analyse` run one config (any :class:`~cldyn_lib.CyclicConfig`, usually from
 :func:`analysis_config`) twice per seed: in the **fixed order** (the same order every
-epoch, paper B's protocol) and in the **reshuffled control** (a new order every epoch, with
+epoch, Yang et al.'s protocol) and in the **reshuffled control** (a new order every epoch, with
 the same documents, initial weights and seed). Anticipatory recovery is a property of the
 fixed order, so the verdict contrasts the two per seed:
 
-- statistic: the recovery score RS(E-1) of the last epoch that has one (paper B's Eq. 1);
+- statistic: the recovery score RS(E-1) of the last epoch that has one (Yang et al.'s Eq. 1);
 - claim: the fixed order's score exceeds the control's by more than
   :data:`RECOVERY_CRITERION`'s ``delta`` (0.1, as the book's claim ``B-lm-recovery``), in
   the exact one-sided sign test over seeds at ``alpha`` 0.05 (:func:`cldyn_lib.decide`);
@@ -70,7 +70,7 @@ def analysis_config(
 
     ``model``: a folder or hub id of any causal LM (a Pythia name such as ``"pythia-160m"``
     means the book's Pythia); ``docs``: your documents (``""``: the CNN/DailyMail pool).
-    Everything else is paper B's default (pre-trained weights, plain SGD at lr 1e-3, the
+    Everything else is Yang et al.'s default (pre-trained weights, plain SGD at lr 1e-3, the
     model's full vocabulary) unless ``fields`` says otherwise. Short documents are padded and
     left out of the loss; ``full_windows=True`` refuses them instead.
     """

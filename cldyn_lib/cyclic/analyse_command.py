@@ -1,4 +1,4 @@
-"""``python -m cldyn_lib analyse``: paper B's protocol on your model and documents, one command.
+"""``python -m cldyn_lib analyse``: Yang et al.'s protocol on your model and documents, one command.
 
 ::
 

@@ -1,4 +1,4 @@
-"""Paper B's cyclic engine for K runs at once: one batched GPT-NeoX.
+"""Yang et al.'s cyclic engine for K runs at once: one batched GPT-NeoX.
 
 :func:`run_cyclic_batched` takes K :class:`~cldyn_lib.CyclicConfig` that differ in ``seed``
 and ``lr``; each run keeps its own documents, vocabulary, order, initialisation, window

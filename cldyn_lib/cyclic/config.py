@@ -1,4 +1,4 @@
-"""The config of one cyclic fine-tuning run of paper B: every variant of the paper is a field.
+"""The config of one cyclic fine-tuning run of Yang et al.: every variant of the paper is a field.
 
 ``CyclicConfig.preset("ci")`` is seconds on a CPU; ``"laptop"`` minutes; ``"gpu"`` and
 ``"paper"`` fine-tune real Pythia checkpoints. The engine is :func:`cldyn_lib.run_cyclic`.
@@ -8,7 +8,7 @@ written by ``save_pretrained`` or a hub id, with its tokenizer) and ``docs`` any
 ``.jsonl``, a ``.txt``, a folder of ``.txt`` files or a hub dataset); every option of the
 protocol applies to them (:mod:`cldyn_lib.models.causal_lm`, :mod:`cldyn_lib.data.texts`).
 ``vocab="full"`` keeps every row of the model's embedding (Pythia: 50,304), ``"tokenizer"``
-the tokenizer's ids (Pythia: 50,277, as paper B's code resizes to; see
+the tokenizer's ids (Pythia: 50,277, as Yang et al.'s code resizes to; see
 :func:`cldyn_lib.data.documents.tokenizer_vocab` for what the difference costs).
 
 Taught in the chapters *Anticipatory recovery in a language model*, *Emergence with scale* and
@@ -36,7 +36,7 @@ from ..models import gpt_neox as lm
 from ..models.small_lm import SmallLMConfig
 
 OPTIMIZERS = ("sgd", "adam")
-DEFAULT_LR = {"sgd": 1e-3, "adam": 1e-4}  #: paper B: GD 1e-3; its Adam scripts use 1e-4
+DEFAULT_LR = {"sgd": 1e-3, "adam": 1e-4}  #: Yang et al.: GD 1e-3; its Adam scripts use 1e-4
 ORDERS = ("cyclic", "shuffled", "partial", "reversed")
 WEIGHTS = ("random", "pretrained", "standin")
 VOCABS = ("full", "docs", "common", "tokenizer")
@@ -47,7 +47,7 @@ LR_SCALINGS = ("none", "inverse_steps")
 
 @dataclasses.dataclass(frozen=True)
 class CyclicConfig(Config):
-    """One cyclic fine-tuning run. The defaults are paper B's (Fig. 1: pre-trained Pythia-1B)."""
+    """One cyclic fine-tuning run. The defaults are Yang et al.'s (Fig. 1: pre-trained Pythia-1B)."""
 
     # the task sequence
     n_docs: int = 25  #: T, documents per epoch
@@ -76,7 +76,7 @@ class CyclicConfig(Config):
     heads: int = 0
     mlp_width: int = 0
     init: str = "pythia"  #: random init: "pythia" (small/wang init), "gaussian" (0.02), "step0"
-    init_dims: str = "model"  #: "model" (real d, L) or "reference" (d=2048, L=16 as in paper B)
+    init_dims: str = "model"  #: "model" (real d, L) or "reference" (d=2048, L=16 as in Yang et al.)
     vocab: str = "full"  #: "full" (all rows), "docs" (ids in the documents), "common", "tokenizer"
     vocab_k: int = 2048  #: size of the common vocabulary
     pretrain_steps: int = 300  #: stand-in: pre-training steps (its cache key)

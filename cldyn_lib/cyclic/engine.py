@@ -1,4 +1,4 @@
-"""The cyclic training engine of paper B: T documents, M steps each, in a repeated order.
+"""The cyclic training engine of Yang et al.: T documents, M steps each, in a repeated order.
 
 A run is one :class:`CyclicConfig` (every variant of the paper is a field) and one call::
 

@@ -114,19 +114,19 @@ def sweep_scores(
 
 
 def sweep_figure(datas: dict, *, per_epoch=(), ncols: int = 4, height: float = 2.6):
-    """Small multiples: for each sweep, its curves above its recovery scores."""
+    """Small multiples: for each sweep, its curves above its recovery scores. No legend over
+    the curves: each curve has the colour of its variant's point below, which is labelled."""
     names = list(datas)
     ncols = min(ncols, len(names))
     nrows = -(-len(names) // ncols)
     fig, axes = plt.subplots(
-        2 * nrows, ncols, figsize=(3.3 * ncols, 2 * height * nrows),
+        2 * nrows, ncols, figsize=(3.3 * ncols, 2 * height * nrows), layout="constrained",
         gridspec_kw={"height_ratios": [1.3, 1] * nrows}, squeeze=False,
     )  # fmt: skip
     for k, name in enumerate(names):
         r, c = divmod(k, ncols)
         top, bottom = axes[2 * r, c], axes[2 * r + 1, c]
         colors = sweep_curves(top, datas[name], per_epoch=name in per_epoch, title=name)
-        top.legend(fontsize=6, loc="upper right", ncol=1)
         top.set_xlabel(top.get_xlabel(), fontsize=8)
         top.set_ylabel("loss (nats/token)", fontsize=8)
         sweep_scores(bottom, datas[name], colors=colors)
@@ -135,7 +135,6 @@ def sweep_figure(datas: dict, *, per_epoch=(), ncols: int = 4, height: float = 2
         r, c = divmod(k, ncols)
         axes[2 * r, c].axis("off")
         axes[2 * r + 1, c].axis("off")
-    fig.tight_layout()
     return fig
 
 

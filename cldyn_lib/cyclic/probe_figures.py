@@ -1,4 +1,4 @@
-"""Figures of what the probes record: the similarity maps of paper B's Fig. 8, and the demo.
+"""Figures of what the probes record: the similarity maps of Yang et al.'s Fig. 8, and the demo.
 
 Built on :mod:`cldyn_lib.cyclic.structure` (the measures) and the arrays of
 :func:`~cldyn_lib.probe_summary` or :func:`~cldyn_lib.probe_study`. Taught in the chapter
@@ -29,7 +29,7 @@ def plot_heatmap(ax, m, title: str, label: tuple[str, str], cmap: str = "viridis
 
 
 def plot_probe_maps(axes, arrays, n_docs: int, tag: str) -> None:
-    """Paper B's Fig. 8a-d on four axes from the arrays of :func:`~cldyn_lib.probe_summary`:
+    """Yang et al.'s Fig. 8a-d on four axes from the arrays of :func:`~cldyn_lib.probe_summary`:
     gradient cosine, pairwise loss decrease, weight-residual cosine (from the second epoch,
     as in the paper) and the cosine of document 1's activations. ``tag`` starts each title.
 

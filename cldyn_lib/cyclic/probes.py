@@ -1,4 +1,4 @@
-"""Probes of cyclic training: gradients, weights and activations (paper B, section 4).
+"""Probes of cyclic training: gradients, weights and activations (Yang et al., section 4).
 
 A :class:`Probes` object is handed to the engine and records, at every evaluation point,
 small fixed-size vectors; at the end of the run it takes the measurements that need the
@@ -100,7 +100,7 @@ def named_module(model: torch.nn.Module, name: str) -> torch.nn.Module:
 
 
 def default_layer(model: torch.nn.Module) -> str:
-    """The attention module of the middle transformer block (paper B: block 12 of 24)."""
+    """The attention module of the middle transformer block (Yang et al.: block 12 of 24)."""
     names = [n for n, _ in model.named_modules() if n.endswith("attention") and ".layers." in n]
     if not names:
         raise ConfigError("no '<...>.layers.<k>.attention' module: pass ProbeConfig(layer=...)")

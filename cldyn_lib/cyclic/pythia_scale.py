@@ -1,11 +1,11 @@
 """Yang et al.'s Figs. 2b, 3 and 6 at Pythia scale on one GPU: the runs, in priority order.
 
-:func:`pythia_scale_plan` lists the randomly initialised Pythia-shaped runs of paper B's
+:func:`pythia_scale_plan` lists the randomly initialised Pythia-shaped runs of Yang et al.'s
 protocol (T = 25 CNN/DailyMail articles, C = 256 tokens, M = 10 steps of batch 1 per
 document, E = 5 epochs), most important first, as ``(name, group, config)``:
 
 1. ``fig6``: the Pythia-1B shape with gradient descent at lr 1e-3, its reshuffled-order
-   control, and Adam rebuilt for every document at lr 1e-4 (paper B's Fig. 6: average
+   control, and Adam rebuilt for every document at lr 1e-4 (Yang et al.'s Fig. 6: average
    recovery score 0.689 for Adam vs 0.211 for GD);
 2. ``fig2b``: the 160M, 410M, 1.4B and 2.8B shapes with gradient descent (1B is in 1);
 3. ``fig3``: width 256, 512, 1024, 2048 at depth 16, and depth 4, 8, 12, 16 at width 2048;
@@ -13,7 +13,7 @@ document, E = 5 epochs), most important first, as ``(name, group, config)``:
 
 Initialisation: Pythia's recipe (small_init for the embedding, QKV, MLP-in and head; wang_init
 for the attention and MLP outputs). Fig. 2b's sizes use each model's own d and L (what
-Pythia's step-0 checkpoints were drawn with); Fig. 3 follows paper B's own scratch code,
+Pythia's step-0 checkpoints were drawn with); Fig. 3 follows Yang et al.'s own scratch code,
 which hard-codes d = 2048 and L = 16 in the init formulas and keeps the MLP width at 8,192
 whatever the width (``init_dims="reference"``, ``mlp_width=8192``). Precision: bfloat16
 autocast in the forward passes and TF32 for the rest (``bf16=True, tf32=True``).
@@ -31,13 +31,13 @@ import math
 from ..models import gpt_neox as lm
 from .config import CyclicConfig
 
-#: paper B's protocol for the Pythia-scale runs (random init, GD by default)
+#: Yang et al.'s protocol for the Pythia-scale runs (random init, GD by default)
 PROTOCOL = dict(
     n_docs=25, context=256, steps=10, epochs=5, weights="random", init="pythia",
     optimizer="sgd", lr=1e-3, vocab="full", device="cuda", bf16=True, tf32=True,
 )  # fmt: skip
 
-#: paper B's numbers for these figures (Fig. 6: average recovery score over epochs)
+#: Yang et al.'s numbers for these figures (Fig. 6: average recovery score over epochs)
 PYTHIA_SCALE_PAPER = {"fig6": {"adam": 0.689, "gd": 0.211}}
 
 

@@ -1,6 +1,6 @@
-"""Paper B's own evaluation loop, for speed comparisons with the engine.
+"""Yang et al.'s own evaluation loop, for speed comparisons with the engine.
 
-Paper B's code evaluates every document separately after each episode, at batch size 1,
+Yang et al.'s code evaluates every document separately after each episode, at batch size 1,
 and copies each loss to the host (``.item()``): T forwards and T host syncs per evaluation.
 :func:`reference_style_run` is :func:`cldyn_lib.run_cyclic` with that evaluation and
 everything else the same (the same state from :func:`cldyn_lib.setup_cyclic`, the same

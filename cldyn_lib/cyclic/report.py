@@ -3,7 +3,7 @@
 :func:`write_report` writes, into the analysis folder:
 
 - ``document1.png``: the loss of document 1 after every episode, fixed order against the
-  reshuffled control (paper B, Fig. 1a);
+  reshuffled control (Yang et al., Fig. 1a);
 - ``shift_averaged.png``: the loss of every document aligned at its first training and
   averaged (Fig. 1b);
 - ``recovery_score.png``: the recovery score per epoch of both arms (Eq. 1);
@@ -156,7 +156,7 @@ vertical-align:top}}table.t td,table.t th{{border-bottom:1px solid #ddd}}
 figure{{display:inline-block;width:48%;margin:0 1% 1em 0}}img{{width:100%}}
 figcaption{{font-size:.85em;color:#555}}</style></head><body>
 <h1>Anticipatory recovery on your model and documents</h1>
-<p>Paper B's protocol (Yang, Jones, Mozer and Ren 2024): T documents trained in a fixed
+<p>Yang et al.'s protocol (Yang, Jones, Mozer and Ren 2024): T documents trained in a fixed
 cyclic order, M steps each, for E epochs, against a reshuffled control (a new order every
 epoch, the same documents, initial weights and seed).</p>
 <p class="verdict">Verdict: <b>{esc(s["verdict"])}</b></p>

@@ -1,7 +1,7 @@
 """The result of a cyclic run: the loss matrix, the schedule, the per-step training losses.
 
 ``losses`` is (E*T + 1, T): row 0 before training, row k after episode k; the metrics of
-:mod:`cldyn_lib.metrics` read it. :func:`load_reference_npz` reads paper B's own result files
+:mod:`cldyn_lib.metrics` read it. :func:`load_reference_npz` reads Yang et al.'s own result files
 into the same form.
 
 Taught in the chapter *Anticipatory recovery in a language model*.
@@ -47,7 +47,7 @@ class CyclicResult:
 
 
 def load_reference_npz(path, schedule=None) -> CyclicResult:
-    """A result file of paper B's own code (``eval_losses_ckpt``, shape (E*T+1, T)).
+    """A result file of Yang et al.'s own code (``eval_losses_ckpt``, shape (E*T+1, T)).
 
     Its scripts train in the same order every epoch; pass ``schedule`` for the partial-shuffle
     variants. Loaded without pickles.
@@ -58,7 +58,7 @@ def load_reference_npz(path, schedule=None) -> CyclicResult:
         losses = np.asarray(data["eval_losses_ckpt"], dtype=float)
     losses, schedule = metrics.check_loss_matrix(losses, schedule)
     E, T = schedule.shape
-    prov = {"source": "paper B reference code", "file": str(path)}
+    prov = {"source": "Yang et al. reference code", "file": str(path)}
     ids = [f"doc{t}" for t in range(T)]
     return CyclicResult(losses, schedule, np.zeros((E * T, 0)), ids, prov)
 

@@ -83,7 +83,7 @@ def seed_band_config(scale: str, device: str) -> CyclicConfig:
 
 
 def pythia_comparison(scale: str, device: str) -> dict[tuple[str, str], CyclicConfig]:
-    """Paper B's Fig. 2: the ``paper`` preset for every Pythia size, pre-trained and random.
+    """Yang et al.'s Fig. 2: the ``paper`` preset for every Pythia size, pre-trained and random.
 
     Keyed by ``(size, weights)``. On ``device`` at the GPU scales; at the CPU scales the
     configs are only described (device ``"auto"``), never run (:func:`run_pythia_comparison`).

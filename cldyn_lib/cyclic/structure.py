@@ -1,4 +1,4 @@
-"""Structure in a cyclic run's recorded vectors (paper B, section 4): the arrays behind
+"""Structure in a cyclic run's recorded vectors (Yang et al., section 4): the arrays behind
 Figs. 8, 9 and 17, computed from what :class:`cldyn_lib.Probes` records.
 
 Weight residuals (Eq. 2) and their cosine-similarity heat map (stripes, Fig. 8c), lag
@@ -122,7 +122,7 @@ def diagonal_peak(mat: np.ndarray, last: int | None = None) -> dict:
     ``position``: the document j where the near-diagonal band (mean of ``mat[j-1, j]`` and
     ``mat[j, j-1]``, both off the diagonal) is highest; ``lag``: the circular distance in
     documents from the checkpoint's place in the cycle (just after document ``last``, default
-    the last one) to ``position`` (paper B: 10 to 15 documents for T = 25);
+    the last one) to ``position`` (Yang et al.: 10 to 15 documents for T = 25);
     ``symmetry``: correlation of the off-diagonal entries with their transposes.
     """
     m = np.asarray(mat, dtype=np.float64)

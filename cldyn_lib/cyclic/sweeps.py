@@ -170,7 +170,7 @@ def _values(field: str, values, fmt: str = "{}") -> tuple:
 
 #: the book's sweeps: name -> variants of a scale's base config
 BOOK_SWEEPS: dict[str, Callable[[CyclicConfig], tuple]] = {
-    # What drives recovery (paper B, Figs. 4, 5, 6, 12-16)
+    # What drives recovery (Yang et al., Figs. 4, 5, 6, 12-16)
     "docs": lambda b: _values("n_docs", (10, 25, 50), "T={}"),
     "docs_long": lambda b: _values("n_docs", (100, 200), "T={}"),
     "steps": lambda b: _values("steps", (1, 5, 10, 20), "M={}"),
@@ -208,7 +208,7 @@ BOOK_SWEEPS: dict[str, Callable[[CyclicConfig], tuple]] = {
         variant("Pythia init, d=2048, L=16", init="pythia", init_dims="reference"),
         variant("Gaussian 0.02", init="gaussian"),
     ),
-    # Emergence with scale (paper B, Figs. 2, 3)
+    # Emergence with scale (Yang et al., Figs. 2, 3)
     "width": lambda b: _values("width", (32, 64, 128, 256, 512), "d={}"),
     "depth": lambda b: _values("depth", (1, 2, 4, 8), "L={}"),
     "pretrained": lambda b: (
@@ -262,7 +262,7 @@ def sweep_trend(data, key: str = "score") -> tuple[np.ndarray, float]:
 
 
 def doc_recovery_scores(data: CyclicSweepData, i: int, doc: int = 0) -> np.ndarray:
-    """Recovery score of document ``doc`` alone (paper B's Fig. 12), per seed and epoch
+    """Recovery score of document ``doc`` alone (Yang et al.'s Fig. 12), per seed and epoch
     (seeds, E-1), for variant ``i`` of a sweep that kept its full loss matrices.
 
     Taught in the chapter *What drives recovery*.

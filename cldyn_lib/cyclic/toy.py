@@ -1,4 +1,4 @@
-"""Paper B's computational toy model of anticipatory recovery (section 4.4, appendix A.3).
+"""Yang et al.'s computational toy model of anticipatory recovery (section 4.4, appendix A.3).
 
 Each task i has one data point ``x_i`` in R^N. A slow linear embedding ``P`` (N x N) maps it to
 ``P x_i``; a fast vector ``w`` is solved exactly for the current task. With an invertible
@@ -35,7 +35,7 @@ ORDERS = ("fixed", "shuffled")
 
 @dataclasses.dataclass(frozen=True)
 class ToyConfig(Config):
-    """One toy-model run. Defaults are paper B's Fig. 10b/11 setting (reflect, N=M=100)."""
+    """One toy-model run. Defaults are Yang et al.'s Fig. 10b/11 setting (reflect, N=M=100)."""
 
     n_tasks: int = 25  #: T, number of tasks (data points)
     dim: int = 100  #: N = M, input and embedding dimension
@@ -191,6 +191,10 @@ def circle_order(coords: np.ndarray) -> Circle:
 # ---------------------------------------------------------------- interactive demo
 
 
+#: the colour of each task map in *The toy model*'s figures (the dashboard uses the same)
+TARGET_COLOURS = {"identity": "C0", "reflect": "C1"}
+
+
 def toy_dashboard(
     n_tasks: int = 25,
     dim: int = 100,
@@ -210,11 +214,12 @@ def toy_dashboard(
 
     cfg = ToyConfig(n_tasks=n_tasks, dim=dim, epochs=epochs, lr=lr, target=target, seed=seed)
     res = run_toy(cfg)
+    colour = TARGET_COLOURS.get(target)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [2.2, 1, 1]})
-    plots.plot_loss_curve(axes[0], res.losses, doc=0, ylabel="loss of task 1")
+    plots.plot_loss_curve(axes[0], res.losses, doc=0, ylabel="loss of task 1", color=colour)
     axes[0].set_title(f"task 1, target={target}, T={n_tasks}, N={dim}, lr={lr:g}")
     if epochs >= 2:
-        plots.plot_recovery_scores(axes[1], recovery_scores(res.losses))
+        plots.plot_recovery_scores(axes[1], recovery_scores(res.losses), color=colour)
         axes[1].set_title("recovery score")
     else:
         axes[1].text(0.5, 0.5, "needs >= 2 epochs", ha="center", transform=axes[1].transAxes)

@@ -1,7 +1,7 @@
 """Cyclic training beyond language: CIFAR-10 classification and causal image modeling.
 
-Paper B, section 3.4 and appendix A.1-A.2 (Fig. 7). The loop is the language engine's: T
-items in a fixed order, M Adam steps on each (a fresh optimiser per item, as paper B's
+Yang et al., section 3.4 and appendix A.1-A.2 (Fig. 7). The loop is the language engine's: T
+items in a fixed order, M Adam steps on each (a fresh optimiser per item, as Yang et al.'s
 vision scripts rebuild Adam for every batch), the loss of every item after every episode::
 
     res = run_vision(VisionConfig.preset("ci", task="classify", arch="vit"))
@@ -20,8 +20,8 @@ vision scripts rebuild Adam for every batch), the loss of every item after every
   ``weights="pretrained"`` the hub checkpoint and its own palette are used.
 
 Data: the CIFAR-10 *test* images of the offline mirror (JPEG re-encodings), since the mirror
-has no train split; paper B's appendix says CIFAR-10 (its code loads CIFAR-100). Models are
-put in train mode for the steps and eval mode for the evaluations (paper B's code never calls
+has no train split; Yang et al.'s appendix says CIFAR-10 (its code loads CIFAR-100). Models are
+put in train mode for the steps and eval mode for the evaluations (Yang et al.'s code never calls
 train mode; with dropout off, as here, the two modes compute the same function).
 
 Taught in the chapter *Beyond language*.
@@ -49,12 +49,12 @@ ARCHS = ("vit", "cnn")
 
 @dataclasses.dataclass(frozen=True)
 class VisionConfig(Config):
-    """One cyclic run on images. Defaults: paper B's classification setup (A.2)."""
+    """One cyclic run on images. Defaults: Yang et al.'s classification setup (A.2)."""
 
     task: str = "classify"  #: "classify" or "igpt"
     arch: str = "vit"  #: classify: "vit" or "cnn"
     n_items: int = 25  #: T: batches (classify) or images (igpt)
-    batch_size: int = 32  #: images per item (igpt: paper B uses 1)
+    batch_size: int = 32  #: images per item (igpt: Yang et al. use 1)
     steps: int = 10  #: M
     epochs: int = 5  #: E
     lr: float | None = None  #: None: 1e-4 (classify, A.2) or 1e-3 (igpt, A.1)

@@ -1,4 +1,4 @@
-"""CNN/DailyMail articles and the GPT-NeoX (Pythia) tokenizer: paper B's documents.
+"""CNN/DailyMail articles and the GPT-NeoX (Pythia) tokenizer: Yang et al.'s documents.
 
 Each loader finds its files with :func:`cldyn_lib.data.fetch.locate` and records where they
 came from in ``.source`` (a :class:`~cldyn_lib.data.fetch.DataSource`); see
@@ -49,7 +49,7 @@ def load_articles(pool: str = "permissive", path=None) -> Articles:
     ``pool="permissive"`` is the default: the 270 mirror articles whose source repositories
     are MIT/Apache licensed (FRANK and allennlp, all from the test split). ``"all"`` adds
     2,100 SumLLM articles (CC BY-NC 4.0, truncated to about 900 words). Without the mirror,
-    the pool is the Hugging Face ``cnn_dailymail`` 3.0.0 *train* split, as in paper B
+    the pool is the Hugging Face ``cnn_dailymail`` 3.0.0 *train* split, as in Yang et al.
     (needs the ``datasets`` package and internet); ``path`` may point at any ``.jsonl`` with
     ``{"id", "article"}`` lines.
     """
@@ -101,7 +101,7 @@ def load_tokenizer(path=None, return_source: bool = False):
 
     Offline it is built from the mirror's ``tokenizer.json`` (EleutherAI's 20B tokenizer,
     50,277 ids; "Hello world" -> [12092, 1533]); online from the Pythia repository on the hub.
-    The end-of-text token (id 0) doubles as padding, as in paper B's code.
+    The end-of-text token (id 0) doubles as padding, as in Yang et al.'s code.
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 

@@ -1,4 +1,4 @@
-"""CIFAR-10: the test images of paper B's vision experiments (*Beyond language*).
+"""CIFAR-10: the test images of Yang et al.'s vision experiments (*Beyond language*).
 
 Offline the mirror's 10,000 test images (JPEG); online the official *binary* archive
 (md5-checked). Never unpickled: the python archive is not used. Also here: the seeded

@@ -1,6 +1,6 @@
 """Documents for cyclic training: tokenised articles, seeded selection, windows, vocabularies.
 
-Paper B fine-tunes on T news articles, each cut to its first C tokens (shorter ones padded
+Yang et al. fine-tunes on T news articles, each cut to its first C tokens (shorter ones padded
 with the end-of-text token, id 0, which the loss ignores). This module turns the articles of
 :func:`cldyn_lib.load_articles` into fixed-shape token arrays:
 
@@ -29,9 +29,9 @@ from ..files import cache_dir, write_atomic
 from .articles import ARTICLE_POOLS, TOKENIZER_FILE, load_articles, load_tokenizer
 from .fetch import DataNotFoundError, DataSource, locate
 
-PAD_ID = 0  #: GPT-NeoX's end-of-text token, used as padding (as in paper B's code)
+PAD_ID = 0  #: GPT-NeoX's end-of-text token, used as padding (as in Yang et al.'s code)
 FULL_VOCAB_SIZE = 50_304  #: rows of Pythia's embedding (the tokenizer has 50,277 ids)
-TOKENIZER_VOCAB_SIZE = 50_277  #: ids of the GPT-NeoX tokenizer (paper B's code resizes to it)
+TOKENIZER_VOCAB_SIZE = 50_277  #: ids of the GPT-NeoX tokenizer (Yang et al.'s code resizes to it)
 MAX_TOKENS = 2048  #: tokens kept per article (2C for C = 1024 with the centre window)
 HUB_SUBSET = 5000  #: articles tokenised when the pool is the full Hugging Face train split
 WINDOWS = ("first", "centre")
@@ -229,7 +229,7 @@ def full_vocab(size: int = FULL_VOCAB_SIZE) -> Vocab:
 def tokenizer_vocab(size: int = TOKENIZER_VOCAB_SIZE) -> Vocab:
     """The first ``size`` ids: the tokenizer's own (GPT-NeoX's 50,277 by default).
 
-    Paper B's code resizes Pythia's 50,304-row embedding and head to the tokenizer's 50,277
+    Yang et al.'s code resizes Pythia's 50,304-row embedding and head to the tokenizer's 50,277
     ids; ``vocab="full"`` keeps all 50,304 rows. The 27 extra rows are never a target, so
     they only add their share of the softmax: at random initialisation every loss is
     5.5e-4 nats per token higher (measured on Pythia-160M's shape; a uniform softmax gives

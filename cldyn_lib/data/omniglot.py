@@ -1,4 +1,4 @@
-"""Omniglot as paper A uses it: class subsets, 15/5 drawing splits, float tensors in [0, 1].
+"""Omniglot as Frati et al. use it: class subsets, 15/5 drawing splits, float tensors in [0, 1].
 
 :func:`load_omniglot` reads the files and gives uint8 images (C, 20, 28, 28), Lanczos-resized,
 255 = white paper, with the 20 drawings of each character in a *canonical order* that is the
@@ -62,7 +62,7 @@ class Omniglot:
     """One Omniglot split: ``images[c, k]`` is drawing k of character c.
 
     ``images`` is uint8 of shape (C, 20, size, size) with 255 = white paper and 0 = ink (the
-    PNGs' polarity); ``images / 255`` gives the [0, 1] inputs of paper A's ConvNet.
+    PNGs' polarity); ``images / 255`` gives the [0, 1] inputs of Frati et al.'s ConvNet.
     Drawings are in a *canonical order*, sorted by a hash of their 105x105 pixels, so
     drawing k is the same image whether it came from the mirror or the official zips (their
     file orders differ). ``drawer[c, k]`` is the original ``_NN`` drawer number where known,
@@ -84,7 +84,7 @@ class Omniglot:
 def load_omniglot(split: str = "background", size: int = 28, path=None) -> Omniglot:
     """Omniglot ``split`` ("background": 964 characters; "evaluation": 659), resized.
 
-    Images are resized from 105x105 with Lanczos filtering (PIL), as in paper A's reference
+    Images are resized from 105x105 with Lanczos filtering (PIL), as in Frati et al.'s reference
     code; ``size=105`` keeps the originals. Resized arrays are cached in the data cache.
     """
     check_choice("split", split, OMNIGLOT_SPLITS)
@@ -181,7 +181,7 @@ def _canonical_and_resized(alphabet, character, drawer, images, size: int) -> di
     }
 
 
-# ---------------------------------------------------------------- paper A's splits
+# ---------------------------------------------------------------- Frati et al.'s splits
 
 
 def drawing_split(n_classes: int, data_seed: int = 0, n_train: int = N_TRAIN_DRAWINGS):

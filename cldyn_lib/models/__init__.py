@@ -1,4 +1,4 @@
 """Models: GPT-NeoX built by transformers (and its batched forward), the pre-trained
-stand-in, paper A's ConvNet, a small ResNet, and the image models of *Beyond language*.
+stand-in, Frati et al.'s ConvNet, a small ResNet, and the image models of *Beyond language*.
 Imports the ground floor and ``data`` only.
 """

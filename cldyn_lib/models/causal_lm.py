@@ -14,7 +14,7 @@ What the cyclic engine then does to the model works for every architecture famil
   ``model.layers`` for Llama, Qwen, Mistral, ..., ``transformer.h`` for GPT-2, Falcon, ...,
   ``gpt_neox.layers``, ``model.decoder.layers`` for OPT, ...), or refuses to guess;
 - :func:`freeze_blocks_` freezes the embedding (input and learned positions) and the first
-  B blocks (paper B, Fig. 5d); with tied input and output embeddings (GPT-2) the output
+  B blocks (Yang et al., Fig. 5d); with tied input and output embeddings (GPT-2) the output
   layer is frozen with them;
 - :func:`restrict_vocab_` keeps some rows of the embedding and of the output layer (found
   with ``get_output_embeddings()``), keeping them tied when they were;
@@ -253,7 +253,7 @@ def _parent_of(root, target):
 
 
 def freeze_blocks_(model, n_blocks: int) -> int:
-    """Freeze the embedding and the first ``n_blocks`` blocks (paper B, Fig. 5d).
+    """Freeze the embedding and the first ``n_blocks`` blocks (Yang et al., Fig. 5d).
 
     ``n_blocks=0`` freezes nothing. Returns the number of frozen parameters. With tied
     embeddings the output layer is the input embedding, so it is frozen too.

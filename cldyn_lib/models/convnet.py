@@ -1,4 +1,4 @@
-"""Paper A's ConvNet: three conv blocks and one linear head (the part that gets zapped).
+"""Frati et al.'s ConvNet: three conv blocks and one linear head (the part that gets zapped).
 
 Each block is Conv 3x3 (no padding) -> InstanceNorm2d(affine=True) -> ReLU, with a 2x2 max
 pool after blocks 1 and 2 only. A 28x28 greyscale image shrinks 28 -> 26 -> 13 -> 11 -> 5 -> 3,

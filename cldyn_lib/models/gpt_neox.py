@@ -6,10 +6,10 @@
   recipe Pythia was trained from (Biderman et al. 2023): *small_init*, std
   ``sqrt(2/(5d))``, for the embedding, the fused query-key-value projection, the MLP input
   and the output head, and *wang_init*, std ``2/(L*sqrt(d))``, for the attention output and
-  the MLP output; biases 0, layer norms 1 and 0. ``init_dims="reference"`` uses paper B's
+  the MLP output; biases 0, layer norms 1 and 0. ``init_dims="reference"`` uses Yang et al.'s
   hard-coded d = 2048, L = 16 (Pythia-1B) whatever the model's shape, as its script does;
   ``"model"`` uses the model's own d and L. ``init="gaussian"`` draws every matrix from an
-  isotropic N(0, 0.02^2) (paper B, appendix B.4). The output head is found with
+  isotropic N(0, 0.02^2) (Yang et al., appendix B.4). The output head is found with
   ``get_output_embeddings()``: it is ``embed_out`` in transformers 4 and ``lm_head`` in 5.
 - :func:`load_pretrained`: Pythia weights with ``from_pretrained`` (a hub name, or a local
   folder written by ``save_pretrained``), in float32.
@@ -45,7 +45,7 @@ MODELS = tuple(PYTHIA)
 CONTEXT = 2048  #: positions of every Pythia model
 INITS = ("pythia", "gaussian", "step0")
 INIT_DIMS = ("model", "reference")
-REFERENCE_DIMS = (2048, 16)  #: d and L that paper B's init script hard-codes (Pythia-1B)
+REFERENCE_DIMS = (2048, 16)  #: d and L that Yang et al.'s init script hard-codes (Pythia-1B)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +234,7 @@ def document_losses(logits: torch.Tensor, ids: torch.Tensor, n_tokens: torch.Ten
     """Mean next-token cross-entropy (nats/token) of each row over its real tokens.
 
     ``logits`` (B, C, V) come from ``ids`` (B, C); row b has ``n_tokens[b]`` real tokens
-    followed by padding, which is left out (label -100 in paper B's code).
+    followed by padding, which is left out (label -100 in Yang et al.'s code).
     """
     logits = logits.float()  # a no-op in float32; bf16 logits are summed in float32
     B, C, V = logits.shape

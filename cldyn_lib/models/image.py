@@ -1,4 +1,4 @@
-"""Image models of paper B's vision experiments: a ViT, a small VGG-style CNN, ImageGPT.
+"""Image models of Yang et al.'s vision experiments: a ViT, a small VGG-style CNN, ImageGPT.
 
 :func:`build_image_model` builds the model of a :class:`~cldyn_lib.VisionConfig` (random
 init, seeded, or the hub checkpoints with ``weights="pretrained"``); :func:`hub_palette` is

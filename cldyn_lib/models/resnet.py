@@ -1,6 +1,6 @@
 """A small residual network: the second architecture of *Why Adam remembers*.
 
-Paper A's summary lists "one other architecture (e.g. a ResNet)" among its next checks, to
+Frati et al.'s summary lists "one other architecture (e.g. a ResNet)" among its next checks, to
 see whether the optimizer effects depend on the plain ConvNet. This one is an 8-layer
 ResNet sized for 28x28 Omniglot and batch-1 training:
 

@@ -1,6 +1,6 @@
 """A small pre-trained GPT-NeoX made here: the offline stand-in for Pythia's checkpoints.
 
-Paper B's main results fine-tune *pre-trained* Pythia models. No weights can be downloaded
+Yang et al.'s main results fine-tune *pre-trained* Pythia models. No weights can be downloaded
 on the machine that builds this book, so the library pre-trains a small model itself, on news
 articles that are never used as cyclic documents: the 2,100 SumLLM articles of the mirror's
 ``"all"`` pool (the default cyclic pool, ``"permissive"``, is the other 270). It predicts

@@ -1,4 +1,4 @@
-"""Paper A (Frati, Traft, Clune, Cheney 2025): zapping, optimizers and sequential learning.
+"""Frati et al. (Frati, Traft, Clune, Cheney 2025): zapping, optimizers and sequential learning.
 
 ``zapping`` (resampling the head), ``pretrain`` and ``episodic`` (the four pre-training
 modes), ``transfer`` and ``transfer_engine`` (transfer to novel characters), ``batched``

@@ -1,4 +1,4 @@
-"""Paper A's transfer loop for K runs at once: one batched ConvNet (or linear probe).
+"""Frati et al.'s transfer loop for K runs at once: one batched ConvNet (or linear probe).
 
 :func:`run_transfer_batched` takes K :class:`~cldyn_lib.TransferConfig` that differ in
 ``seed``, ``lr`` and ``protocol``, one shared pre-trained ConvNet or one per run, and returns

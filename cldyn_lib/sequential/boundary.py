@@ -1,4 +1,4 @@
-"""The optimizer's moment estimates across an epoch boundary (paper A, Fig. 5.C).
+"""The optimizer's moment estimates across an epoch boundary (Frati et al., Fig. 5.C).
 
 :class:`BoundaryStudy` / :func:`run_boundary_study`: full fine-tuning over several epochs with
 :class:`~cldyn_lib.sequential.optimizers.MomentTracker` watching every layer's gradient,
@@ -112,7 +112,7 @@ def boundary_curve(loss, epoch: int, first: int | None = None) -> np.ndarray:
     retrained, how does the loss of the tasks ``first..T-1`` (not yet retrained; default:
     the second half) change? ``out[k]``, k = 0..first, is their mean loss after the first k
     tasks of the epoch minus their mean loss when the epoch began. Positive: retraining
-    interferes with the others (paper A Fig. 5.C); a curve that rises and falls back would
+    interferes with the others (Frati et al. Fig. 5.C); a curve that rises and falls back would
     be interference that "reverts" before they are retrained. A fixed set of tasks keeps
     the mean comparable across k. ``loss``: (..., E*T + 1, T)."""
     loss = np.asarray(loss, float)

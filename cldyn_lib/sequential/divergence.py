@@ -1,4 +1,4 @@
-"""The zap-divergence protocol (paper A, section 2.2, Figs. 2-3): how far a shock travels.
+"""The zap-divergence protocol (Frati et al., section 2.2, Figs. 2-3): how far a shock travels.
 
 Fork a pre-trained model into two copies. The *perturbed* copy has its head resampled (a
 zap); the *control* does not. Both then train on exactly the same stream of batches with
@@ -11,10 +11,10 @@ the same optimizer settings. At every step and for every layer we record
     ``cos(W_p(t) - W_p(0), W_c(t) - W_c(0))``, where ``W_p(0)`` is the perturbed run's weights
     right after the zap: 1 when the zap did not change where a layer is heading, about 0
     when it moves somewhere unrelated;
-(c) the norm of the gradient reaching each layer, in both runs: the mechanism of paper A
+(c) the norm of the gradient reaching each layer, in both runs: the mechanism of Frati et al.
     says lower layers of models pre-trained with zapping receive less of the shock.
 
-A learning rate that is too high shows paper A's failure signature: the head first
+A learning rate that is too high shows Frati et al.'s failure signature: the head first
 re-aligns with the control, then the runs drift apart. A run whose loss or weights become
 NaN/inf is *diverged*: it stops, ``diverged_at`` records the step, and later rows are NaN.
 

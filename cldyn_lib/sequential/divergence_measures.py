@@ -29,7 +29,7 @@ def divergence_summary(arrays, j: int) -> dict[str, np.ndarray]:
 
 def peak_then_fall(arrays, j: int) -> tuple[np.ndarray, np.ndarray]:
     """Per mode and seed at learning rate index ``j``: the peak of the head's weight cosine,
-    and how far it has fallen from that peak by the end of the fork (paper A's "rapid
+    and how far it has fallen from that peak by the end of the fork (Frati et al.'s "rapid
     initial realignment then divergence"). Taught in the chapter *How far a shock
     travels*."""
     wc = arrays["weight_cos"][:, j, :, :, 3]

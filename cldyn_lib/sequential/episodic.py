@@ -1,4 +1,4 @@
-"""The episodic pre-training modes of paper A: ASB and Meta-ASB.
+"""The episodic pre-training modes of Frati et al.: ASB and Meta-ASB.
 
 An episode picks one class, zaps its row of the head, takes ``inner_steps`` SGD steps of
 batch 1 on it, then one Adam step on those images plus ``remember`` random ones. Meta-ASB's

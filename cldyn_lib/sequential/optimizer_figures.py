@@ -56,7 +56,7 @@ def loss_heatmap(ax, loss, *, title=None, colorbar=True):
 
 
 def task_curves(ax, loss, *, tasks=None, title=None, ymax=None):
-    """Per-task loss curves (paper A Figs. 4-6), one colour per task; a dot marks each
+    """Per-task loss curves (Frati et al. Figs. 4-6), one colour per task; a dot marks each
     evaluation right after that task was trained. ``tasks``: a subset (0-based) to draw,
     labelled in a legend (task numbers from 1)."""
     loss = np.asarray(loss, float)
@@ -121,7 +121,7 @@ TRAIN_SHORT = {"head": "probe", "all": "full"}
 def table3(summary, variants, trains, epochs=(1, 3), paper=None):
     """Our Table 3 as a DataFrame, one row per variant: per (train, epoch) the mean held-out
     accuracy (%) over all tasks +- std over seeds, at the learning rate best after the last
-    epoch, and that learning rate. ``paper`` ({variant: text}) adds paper A's values as a
+    epoch, and that learning rate. ``paper`` ({variant: text}) adds Frati et al.'s values as a
     last column. Taught in the chapter *Optimizers and sequential learning*."""
     import pandas as pd
 
@@ -141,7 +141,7 @@ def table3(summary, variants, trains, epochs=(1, 3), paper=None):
         rows.append(cells)
     table = pd.DataFrame(rows, columns=columns)
     if paper is not None:
-        table[f"paper A, epoch {epochs[-1]}"] = [paper[v] for v in variants]
+        table[f"Frati et al., epoch {epochs[-1]}"] = [paper[v] for v in variants]
     return table
 
 

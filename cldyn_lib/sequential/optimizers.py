@@ -21,7 +21,7 @@ no momentum, and a Fisher estimate that weighs every step so far equally::
     F = F + (g**2 - F) / t               (the running mean of g**2 over all t steps)
     w = w - lr * g / (F + eps)           (eps: the damping)
 
-At batch size 1 (paper A's sequential learning) ``g**2`` is the per-example empirical
+At batch size 1 (Frati et al.'s sequential learning) ``g**2`` is the per-example empirical
 Fisher; with larger batches it is the square of the batch-mean gradient (documented, not
 corrected).
 

@@ -1,4 +1,4 @@
-"""Paper A's four pre-training modes on Omniglot's background set, and a cache of their models.
+"""Frati et al.'s four pre-training modes on Omniglot's background set, and a cache of their models.
 
 - ``"iid"``: shuffled mini-batches (256) of all training images, Adam at lr 1e-3.
 - ``"zapped_iid"``: the same, and every ``zap_every``-th epoch after the first starts by
@@ -66,7 +66,7 @@ class PretrainConfig(Config):
     remember: int = 64  #: asb / meta_asb: random training images added to the Adam step
     data_seed: int = 0  #: which characters (when n_classes < 964) and which 15 drawings
     seed: int = 0  #: weights, data order, zaps
-    arch: str = "convnet"  #: "convnet" (paper A) or "resnet" (*Why Adam remembers*)
+    arch: str = "convnet"  #: "convnet" (Frati et al.) or "resnet" (*Why Adam remembers*)
 
     KEY_OMIT_DEFAULTS = ("arch",)  # added later: cached models keep their names
 
@@ -127,7 +127,7 @@ class PretrainResult:
 
 def build_pretrain_model(config: PretrainConfig, seed: int | None = None) -> ConvNet:
     """The untrained model of ``config`` (weights drawn from ``seed``, default config.seed):
-    paper A's ConvNet, or the small ResNet of :mod:`cldyn_lib.models.resnet` (``arch="resnet"``)."""
+    Frati et al.'s ConvNet, or the small ResNet of :mod:`cldyn_lib.models.resnet` (``arch="resnet"``)."""
     gen = torch.Generator().manual_seed(config.seed if seed is None else seed)
     if config.arch == "resnet":
         return ResNet(config.channels, config.n_outputs, generator=gen)

@@ -1,6 +1,6 @@
 """Sequential learning over several epochs, across optimizers and learning rates.
 
-Paper A section 3.3 (Table 3, Figs. 4-6 and 11a): a pre-trained ConvNet gets a fresh head
+Frati et al. section 3.3 (Table 3, Figs. 4-6 and 11a): a pre-trained ConvNet gets a fresh head
 and learns novel Omniglot characters one class (one *task*) at a time, one image per step,
 and then the whole sequence again, for several epochs. After every task the loss and
 accuracy of *every* task are evaluated on held-out drawings, giving the book's (time,
@@ -45,7 +45,7 @@ GRIDS = {
 }
 """Default learning-rate grids per variant (laptop scale); each spans the best value."""
 LAPTOP_LRS = (GRIDS["sgd_momentum"], GRIDS["adam"] + (3e-2,))
-"""Table 3's grids: Adam's ends with paper A's Fig. 11a "too high" learning rate."""
+"""Table 3's grids: Adam's ends with Frati et al.'s Fig. 11a "too high" learning rate."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,13 +56,13 @@ class SequenceStudy(Config):
     variants: tuple = ("sgd_momentum", "adam")  #: names in cldyn_lib.sequential.optimizers.VARIANTS
     lrs: tuple = (GRIDS["sgd_momentum"], GRIDS["adam"])  #: one grid per variant
     trains: tuple = TRAIN  #: "head" (linear probe) and/or "all" (full fine-tuning)
-    epochs: int = 3  #: passes over the sequence (paper A's Table 3: 1 and 3)
+    epochs: int = 3  #: passes over the sequence (Frati et al.'s Table 3: 1 and 3)
     n_classes: int = 10  #: tasks in the sequence, one novel character each (inferred)
     n_seeds: int = 3  #: seeds 0..n-1 of pre-training and transfer
     pretrain_mode: str = "zapped_iid"  #: which pre-trained model (inferred)
-    arch: str = "convnet"  #: "convnet" (paper A) or "resnet"
+    arch: str = "convnet"  #: "convnet" (Frati et al.) or "resnet"
     pretrain_epochs: int = 0  #: 0 = the scale's preset; else pre-training epochs
-    batch_size: int = 1  #: images per step (1 in paper A)
+    batch_size: int = 1  #: images per step (1 in Frati et al.)
     head_outputs: int = 0  #: rows of the fresh head; 0 = the pre-trained head's (1000)
     task_rotation: float = 0.0  #: degrees of rotation per task (distribution shift)
 
@@ -240,7 +240,7 @@ def sequence_summary(arrays, epoch: int | None = None) -> dict[str, np.ndarray]:
 def loss_since_training(loss, rows, horizon: int | None = None) -> np.ndarray:
     """``out[t, h] = loss[rows[t] + h, t] - loss[rows[t], t]``: how task t's loss changed
     ``h`` evaluations after its training ended (NaN past the end). Negative = it kept
-    improving (paper A's "backward transfer" as a curve). ``loss``: (R, T)."""
+    improving (Frati et al.'s "backward transfer" as a curve). ``loss``: (R, T)."""
     loss = np.asarray(loss, float)
     R, T = loss.shape
     H = R if horizon is None else horizon + 1

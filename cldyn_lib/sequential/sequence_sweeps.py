@@ -1,4 +1,4 @@
-"""The open questions of paper A as experiments: sweeps of the sequence study, and the
+"""The open questions of Frati et al. as experiments: sweeps of the sequence study, and the
 configs of every study the chapter runs.
 
 - :class:`SequenceSweep` / :func:`run_sequence_sweep`: one field of
@@ -123,7 +123,7 @@ CI_LRS = {"sgd": (3e-3,), "sgd_momentum": (1e-3,), "adam": (1e-3,), "adam_nosqrt
           "adam_beta2_0": (1e-4,), "adam_beta1_0": (1e-3,), "fisher": (1e-4,)}  # fmt: skip
 """One learning rate per variant for the live ci runs (the best of a small ci grid)."""
 
-#: the two optimizers that paper A's Table 3 compares
+#: the two optimizers that Frati et al.'s Table 3 compares
 OPTIMIZER_PAIR = ("sgd_momentum", "adam")
 
 

@@ -4,7 +4,7 @@ A pre-trained ConvNet gets a fresh head (every row per-row Kaiming, zero bias, a
 reference) and then learns ``n_classes`` characters of the evaluation set from their 15
 training drawings:
 
-- ``protocol="sequential"``: one image per step, class by class, one pass (paper A's
+- ``protocol="sequential"``: one image per step, class by class, one pass (Frati et al.'s
   continual-learning transfer); ``"iid"``: the same images and number of steps, shuffled.
 - ``optimizer``: ``"sgd"`` (with ``momentum``) or ``"adam"``; ``train``: ``"head"`` (a
   linear probe: the conv features are computed once and frozen) or ``"all"`` (full
@@ -14,7 +14,7 @@ Every ``eval_every`` classes (and at the end) the loop evaluates accuracy and lo
 held-out drawings of *every* class, giving (evaluation, class) matrices with row 0 before
 training. ``trained_at[c]`` is the first row after class c was trained, so
 ``cl.forgetting(acc, trained_at, kind="accuracy")`` applies. Classes not trained yet are
-evaluated too (their accuracy is near zero); the "accuracy so far" of paper A averages over
+evaluated too (their accuracy is near zero); the "accuracy so far" of Frati et al. average over
 the classes seen so far only (:meth:`TransferResult.seen_mean`).
 
 **Several epochs** (``epochs``): the sequence of classes is learned again, in the same
@@ -64,11 +64,11 @@ class TransferConfig(Config):
     protocol: str = "sequential"  #: "sequential" (class by class) or "iid" (shuffled)
     optimizer: str = "adam"  #: "adam", "sgd" or "fisher" (cldyn_lib.sequential.optimizers)
     lr: float = 1e-3  #: learning rate (the reference picks the best of a grid)
-    momentum: float = 0.9  #: SGD only (paper A uses SGD with momentum; value inferred)
+    momentum: float = 0.9  #: SGD only (Frati et al. use SGD with momentum; value inferred)
     train: str = "head"  #: "head" (linear probe) or "all" (full fine-tuning)
     n_classes: int = 600  #: novel characters from the evaluation set (659 exist)
     eval_every: int = 50  #: classes between evaluations
-    batch_size: int = 1  #: images per step (1 in paper A's sequential transfer)
+    batch_size: int = 1  #: images per step (1 in Frati et al.'s sequential transfer)
     head_init: str = "kaiming"  #: how the fresh head is drawn (see cldyn_lib.sequential.zapping)
     data_seed: int = 0  #: which characters and which 15 drawings
     seed: int = 0  #: the fresh head, the IID order

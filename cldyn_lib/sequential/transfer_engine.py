@@ -1,4 +1,4 @@
-"""The transfer loop of paper A: a fresh head, then one step at a time, class by class.
+"""The transfer loop of Frati et al.: a fresh head, then one step at a time, class by class.
 
 :func:`run_transfer` copies a pre-trained model (the input is left unchanged), gives it a
 fresh head, and trains it on the sequence (or the shuffled set) of novel characters of a

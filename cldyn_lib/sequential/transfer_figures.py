@@ -1,4 +1,4 @@
-"""Figures, Table 1 and slider dashboards of the two chapters on paper A.
+"""Figures, Table 1 and slider dashboards of the two chapters on Frati et al.
 
 Every function draws on given matplotlib axes with labelled axes and units; the dashboards
 run one small experiment with the reader's values (the slider panels call them).
@@ -30,7 +30,7 @@ def mode_label(mode: str) -> str:
 
 
 def plot_seen(ax, seen, curves, modes, *, which="acc", title=None):
-    """Paper A's "so far" curves: held-out accuracy (or loss) on the classes seen so far,
+    """Frati et al.'s "so far" curves: held-out accuracy (or loss) on the classes seen so far,
     against the number of novel classes learned; ``curves`` is (modes, seeds, rows)."""
     for i, mode in enumerate(modes):
         band(ax, seen[1:], curves[i][:, 1:], label=mode_label(mode), color=MODE_COLORS[mode])
@@ -251,14 +251,21 @@ def shock_bars(ax, arrays, modes, *, step: int = 0, title=None):
         ax.set_title(title)
 
 
+#: learning rates mapped onto the colour scale of :func:`realign_curves`
+LR_COLOUR_RANGE = (1e-5, 1e-1)
+
+
 def realign_curves(ax, arrays, mode_index: int, *, title=None):
     """The head's weight cosine for every learning rate (one pre-training mode): a good
-    learning rate climbs and stays; one too high climbs fast, then falls (paper A Fig. 3b)."""
+    learning rate climbs and stays; one too high climbs fast, then falls (Frati et al.'s
+    Fig. 3b). The colour is a function of the learning rate itself (log scale over
+    :data:`LR_COLOUR_RANGE`), so a rate has the same colour in every panel of a chapter."""
     lrs = arrays["lrs"]
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(lrs)))
+    lo, hi = np.log10(LR_COLOUR_RANGE)
     for j, lr in enumerate(lrs):
         wc = arrays["weight_cos"][mode_index, j, :, :, 3]
-        band(ax, np.arange(wc.shape[1]), wc, color=colors[j], label=f"lr {lr:g}")
+        colour = plt.cm.viridis(0.9 * np.clip((np.log10(lr) - lo) / (hi - lo), 0, 1))
+        band(ax, np.arange(wc.shape[1]), wc, color=colour, label=f"lr {lr:g}")
         mark_diverged(ax, arrays["diverged_at"][mode_index, j])
     ax.set_xlabel("steps after the zap")
     ax.set_ylabel("head: cos(zapped, control)")

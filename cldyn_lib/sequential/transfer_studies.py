@@ -1,4 +1,4 @@
-"""Transfer shock across pre-training modes (paper A, Fig. 1 and Table 1), as a
+"""Transfer shock across pre-training modes (Frati et al., Fig. 1 and Table 1), as a
 load-or-compute result.
 
 :class:`ShockStudy` / :func:`run_shock_study`: pre-train every mode with several seeds
@@ -69,7 +69,7 @@ def run_shock_study(study: ShockStudy, progress: bool = False) -> dict[str, np.n
     ``probe_final[m, p, l, s]``: final held-out accuracy of the linear probe; ``best_lr[m, p]``
     is the grid value with the best mean over seeds, and ``probe_acc[m, p, s, k]`` /
     ``probe_loss`` / ``probe_forgetting`` are that learning rate's curves (mean over the
-    classes seen so far, paper A's "accuracy so far"). ``full_*`` are the same for full
+    classes seen so far, Frati et al.'s "accuracy so far"). ``full_*`` are the same for full
     fine-tuning at ``full_lr``; ``full_train_loss[m, s, step]`` is the sequential run's loss
     on each new image (the transfer shock). ``pretrain_loss_<mode>[s, step]``: pre-training.
     """
