@@ -166,7 +166,7 @@ API: dict[str, tuple[str, ...]] = {
         "variant_bars", "variant_label",
     ),
     "book.glue": ("glue", "glue_sweep_seeds", "glued_values", "in_colab"),
-    "book.claims": ("evaluate_claims", "load_claims", "verdict_counts"),
+    "book.claims": ("check_verdicts", "evaluate_claims", "load_claims", "verdict_counts"),
     "book.widgets": ("panel",),
     "book.tables": ("execution_records", "status_table", "timing_table", "verdict_count_table"),
     "launch": ("experiments", "load_sweep", "make_executor", "run_sweep"),

@@ -120,6 +120,14 @@ def test_claim_scales_nulls_and_overrides(tmp_path):
         assert row["verdict"] == f"{word} (why)"
     with pytest.raises(ValueError, match="null 'n' .* not finite"):
         cl.evaluate_claims([dict(CLAIM, test=dict(good, nulls={"n": "bad"}))], tmp_path)
+    rows = cl.evaluate_claims([dict(CLAIM, test=good)], tmp_path)
+    cl.check_verdicts(rows)
+    rows[0]["scales"][0]["null_passed"] = True  # as if a null had passed: the build must fail
+    with pytest.raises(ValueError, match="C1 is called 'reproduced' but a null passes"):
+        cl.check_verdicts(rows)
+    rows[0]["verdict"] = "probably fine"
+    with pytest.raises(ValueError, match="not a verdict"):
+        cl.check_verdicts(rows)
     counts = cl.verdict_counts(cl.evaluate_claims([dict(CLAIM, test=good), CLAIM], tmp_path))
     assert counts["reproduced"] == 1 and counts["indicative"] == 1 and sum(counts.values()) == 2
 

@@ -18,6 +18,7 @@ Taught in the appendix *Reproduction status*.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import operator
 from pathlib import Path
 from typing import Any, Mapping
@@ -149,13 +150,15 @@ def _seed_test(claim, test, glued, chapter):
         name: decide(_per_seed(claim, key, glued, chapter, f"null {name!r}"), ref, crit)
         for name, key in (test.get("nulls") or {}).items()
     }
-    extra = {
-        name: decide(_per_seed(claim, spec["effect"], glued, chapter, f"arm {name!r}"),
-                     _per_seed(claim, spec["reference"], glued, chapter, f"arm {name!r}")
-                     if isinstance(spec.get("reference"), str) else spec.get("reference", 0.0),
-                     crit)
-        for name, spec in (test.get("must_hold_in") or {}).items()
-    }  # fmt: skip
+    extra = {}
+    for name, spec in (test.get("must_hold_in") or {}).items():
+        arm = dataclasses.replace(crit, direction=spec.get("direction", crit.direction),
+                                  delta=spec.get("delta", crit.delta))  # fmt: skip
+        ref_x = spec.get("reference", 0.0)
+        if isinstance(ref_x, str):
+            ref_x = _per_seed(claim, ref_x, glued, chapter, f"arm {name!r}")
+        extra[name] = decide(_per_seed(claim, spec["effect"], glued, chapter, f"arm {name!r}"),
+                             ref_x, arm)  # fmt: skip
     return crit, effect, nulls, extra
 
 
@@ -168,7 +171,7 @@ def _fmt_outcome(o, crit):
 
 
 def _scale_row(claim, spec, glued, chapter):
-    """(shown, verdict, test text, null text) of a claim at one scale."""
+    """(shown, verdict, test text, null text, whether a null passed) of a claim at one scale."""
     names = _names(claim, spec["values"], glued, chapter)
     shown = claim["shown"] if "shown" not in spec else spec["shown"]
     shown = shown.format(**names)
@@ -176,11 +179,12 @@ def _scale_row(claim, spec, glued, chapter):
     if "test" in spec:
         crit, effect, nulls, extra = _seed_test(claim, spec["test"], glued, chapter)
         verdict = verdict_of(effect, nulls, extra)
+        null_passed = any(v.outcome == "passes" for v in nulls.values())
         test_text = _fmt_outcome(effect, crit)
         null_text = "; ".join(f"{k}: {v.outcome} (p = {v.p:.2g})" for k, v in nulls.items())
         null_text += "; " if null_text and extra else ""
         null_text += "; ".join(f"{k} (must hold): {v.outcome}" for k, v in extra.items())
-        return shown, verdict, test_text, null_text or "none named"
+        return shown, verdict, test_text, null_text or "none named", null_passed
     ok = bool(safe_eval(predicate, names))
     null_text, passing = [], []
     for name, null in (spec.get("nulls") or {}).items():
@@ -196,7 +200,7 @@ def _scale_row(claim, spec, glued, chapter):
     else:
         verdict = "inconclusive (no seed test)"
     text = f"{predicate}: {'holds' if ok else 'fails'}"
-    return shown, verdict, text, "; ".join(null_text) or "none named"
+    return shown, verdict, text, "; ".join(null_text) or "none named", bool(passing)
 
 
 #: a null "passes" a one-run predicate when it holds in more than this share of its samples
@@ -247,9 +251,9 @@ def evaluate_claims(claims, executed_dir: str | Path) -> list[dict[str, Any]]:
             scales.append((c["larger"]["scale"], c["larger"]))
         row["scales"] = []
         for scale, spec in scales:
-            shown, v, test_text, null_text = _scale_row(c, spec, glued, c["chapter"])
-            row["scales"].append({"scale": scale, "shown": shown, "verdict": v,
-                                  "test": test_text, "nulls": null_text})  # fmt: skip
+            shown, v, test_text, null_text, null_passed = _scale_row(c, spec, glued, c["chapter"])
+            row["scales"].append({"scale": scale, "shown": shown, "verdict": v, "test": test_text,
+                                  "nulls": null_text, "null_passed": null_passed})  # fmt: skip
             verdicts.append(v)
         verdict = combine_scales(verdicts)
         if c.get("not_testable"):
@@ -261,6 +265,20 @@ def evaluate_claims(claims, executed_dir: str | Path) -> list[dict[str, Any]]:
         row["verdict"] = verdict
         rows.append(row)
     return rows
+
+
+def check_verdicts(rows) -> None:
+    """Fail (ValueError) if a claim is called reproduced while a null passes its test at some
+    scale, or if a verdict is not one of :data:`~cldyn_lib.stats.VERDICTS`: the status page
+    runs this, so the book build fails. Taught in the appendix *Reproduction status*."""
+    from ..stats import verdict_word
+
+    for r in rows:
+        verdict_word(r["verdict"])
+        if r["verdict"].startswith("reproduced") and any(s["null_passed"] for s in r["scales"]):
+            raise ValueError(
+                f"claim {r['id']} is called {r['verdict']!r} but a null passes its test"
+            )
 
 
 def verdict_counts(rows) -> dict[str, int]:
