@@ -57,6 +57,8 @@ API: dict[str, tuple[str, ...]] = {
     ),
     "batching": ("StackedOptimizer", "VmapOptions"),
     "speed": ("matmul_rate",),
+    "progress": ("in_book_build", "progress_enabled"),
+    "legibility": ("COLUMN_PX", "MIN_FONT_PX", "displayed_font_px", "make_legible"),
     "stats": ("Criterion", "Outcome", "VERDICTS", "combine_scales", "decide", "verdict_of"),
     "data.fetch": ("ChecksumError", "CorruptDataError", "DataNotFoundError", "DataSource"),
     "data.articles": ("load_articles", "load_tokenizer"),
@@ -168,7 +170,9 @@ API: dict[str, tuple[str, ...]] = {
     "book.glue": ("glue", "glue_sweep_seeds", "glued_values", "in_colab"),
     "book.claims": ("check_verdicts", "evaluate_claims", "load_claims", "verdict_counts"),
     "book.widgets": ("panel",),
-    "book.tables": ("execution_records", "status_table", "timing_table", "verdict_count_table"),
+    "book.tables": (
+        "execution_records", "status_html", "status_table", "timing_table", "verdict_count_table",
+    ),
     "launch": ("experiments", "load_sweep", "make_executor", "run_sweep"),
 }  # fmt: skip
 

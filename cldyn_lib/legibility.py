@@ -60,8 +60,10 @@ def make_legible(fig, column_px: float = COLUMN_PX, min_px: float = MIN_FONT_PX)
         if ax.images or any(type(c).__name__ == "QuadMesh" for c in ax.collections):
             ax.grid(False)
     dpi = float(fig.dpi)
-    width_px = fig.get_size_inches()[0] * dpi
     min_pt = smallest_font_pt(fig)
+    # the page shows the figure's tight bounding box (plus the inline backend's 0.1 in pad)
+    tight = fig.get_tightbbox(fig.canvas.get_renderer()).width + 0.2
+    width_px = max(fig.get_size_inches()[0], tight) * dpi
     scale = 1.0
     if min_pt != float("inf"):
         shown = displayed_font_px(min_pt, dpi, width_px, column_px)

@@ -170,3 +170,22 @@ def test_claims_registry_is_well_formed():
         if c.get("larger"):
             big = {k: 1.0 for k in c["larger"]["values"]}
             safe_eval(c["larger"].get("reproduced_if", c["reproduced_if"]), big)
+
+
+def test_status_tables_group_escape_and_link(tmp_path):
+    executed_notebook(tmp_path / "chap.ipynb", {"x": 0.42, "flag": True, **SEEDS})
+    claims = [dict(CLAIM, test={"effect": "eff5", "reference": "ctl5", "delta": 0.1}, anchor="sec-a"),
+              dict(CLAIM, id="C2", claim="a < b & c", section="T"),
+              dict(CLAIM, id="C3", paper="A", section="U")]  # fmt: skip
+    rows = cl.evaluate_claims(claims, tmp_path)
+    page = cl.status_html(rows).data
+    assert page.count('class="status-paper"') == 2 and page.count('class="status-section"') == 3
+    assert '<a href="chap.html#sec-a"><b>C1</b></a> (Yang et al., Fig. 1)' in page
+    assert "a &lt; b &amp; c" in page and "a < b & c" not in page
+    frame = cl.status_table(rows)
+    assert list(frame["verdict"]) == ["reproduced", "indicative (no seed test)"] * 1 + [
+        "indicative (no seed test)"
+    ]
+    assert cl.verdict_count_table(cl.verdict_counts(rows)).set_index("verdict")[
+        "claims"
+    ].to_dict() == {"reproduced": 1, "indicative": 2}

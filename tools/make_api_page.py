@@ -22,7 +22,7 @@ PAGE = ROOT / "book" / "api.md"
 
 FLOORS = [
     ("Ground floor: configs, metrics, results, checkpoints, files, plots, batching, statistics",
-     ["config", "metrics", "results", "checkpoint", "files", "plots", "batching", "stats", "speed"]),
+     ["config", "metrics", "results", "checkpoint", "files", "plots", "batching", "stats", "speed", "progress", "legibility"]),
     ("Data", ["data"]),
     ("Models", ["models"]),
     ("Yang et al. (Yang et al.): the cyclic wing", ["cyclic"]),

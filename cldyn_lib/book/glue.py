@@ -3,7 +3,7 @@
 * :func:`glue` is ``myst_nb.glue`` for everything a chapter quotes: a number, bool or string
   (NumPy scalars become plain Python values; NaN and inf are refused, so a page never shows
   "nan"), a per-seed array (a list of floats, :func:`per_seed_list`) or a matplotlib figure (made legible for the page by
-  :func:`~cldyn_lib.legibility.make_legible`, glued without displaying it, then closed; its
+  :func:`~cldyn_lib.make_legible`, glued without displaying it, then closed; its
   smallest font and dpi are glued beside it as ``<key>__fonts`` for the browser test).
 * :func:`glued_values` reads every glued value back from an *executed* notebook.
 

@@ -1,6 +1,7 @@
 """The tables of the two pages that read the executed chapters, as pandas DataFrames.
 
-* :func:`status_table` and :func:`verdict_count_table`: one row per claim of the papers, from
+* :func:`status_html`, :func:`status_table` and :func:`verdict_count_table`: one row per
+  claim of the papers, from
   :func:`~cldyn_lib.book.claims.evaluate_claims`. Taught in the appendix *Reproduction
   status*.
 * :func:`execution_records` and :func:`timing_table`: how long each executed chapter took,
@@ -33,44 +34,62 @@ def _cell(*parts: str) -> str:
 
 
 def status_table(rows: Iterable[Mapping[str, Any]]):
-    """The claims table, one row per claim, grouped by paper and section: the claim (linked
-    to the chapter that tests it), the paper's value, ours at each scale, the test over
-    seeds with what each null gave, and the verdict. A pandas ``Styler`` of HTML cells.
+    """The claims table as one pandas DataFrame, one row per claim (paper, section, claim,
+    the paper's value, ours at each scale, the tests and nulls, the verdict): for analysis;
+    the page shows :func:`status_html`.
 
     ``rows`` are the rows of :func:`~cldyn_lib.book.claims.evaluate_claims`. Taught in the
     appendix *Reproduction status*.
     """
     import pandas as pd
 
-    records, index = [], []
+    records = []
     for r in rows:
+        records.append({
+            "paper": PAPERS.get(r["paper"], r["paper"]), "section": r["section"], "id": r["id"],
+            "claim": _text(r["claim"]), "paper's value": _text(r["paper_value"]),
+            "ours": "; ".join(f"{s['scale']}: {_text(s['shown'])}" for s in r["scales"]),
+            "tests": "; ".join(f"{s['scale']}: {_text(s['test'])} (nulls: {_text(s['nulls'])})"
+                               for s in r["scales"]),
+            "verdict": r["verdict"],
+        })  # fmt: skip
+    return pd.DataFrame(records)
+
+
+def status_html(rows: Iterable[Mapping[str, Any]]):
+    """The claims table of the status page, as HTML: grouped by paper and by the chapter
+    (section) that tests each claim, with a header row per group; per claim its text (linked
+    to the chapter) and the paper's value, ours at each scale, the test over seeds with what
+    each null gave, and the verdict. Taught in the appendix *Reproduction status*."""
+    from IPython.display import HTML
+
+    e = html.escape
+    out = ['<table class="status-table"><colgroup><col class="c-claim"><col class="c-ours">'
+           '<col class="c-test"><col class="c-verdict"></colgroup>'
+           "<thead><tr><th>claim (and the paper's value)</th><th>ours</th>"
+           "<th>test over seeds; nulls</th><th>verdict</th></tr></thead><tbody>"]  # fmt: skip
+    group = None
+    for r in rows:
+        paper = PAPERS.get(r["paper"], r["paper"])
+        if (paper, r["section"]) != group:
+            if group is None or paper != group[0]:
+                out.append(f'<tr class="status-paper"><th colspan="4">{e(paper)}</th></tr>')
+            out.append(
+                f'<tr class="status-section"><th colspan="4">{e(_text(r["section"]))}</th></tr>'
+            )
+            group = (paper, r["section"])
         href = f"{r['chapter']}.html" + (f"#{r['anchor']}" if r.get("anchor") else "")
-        claim = (f'<a href="{html.escape(href)}"><b>{html.escape(r["id"])}</b></a> '
-                 f"({SHORT.get(r['paper'], r['paper'])}, {html.escape(_text(r['where']))})<br>"
-                 f"{html.escape(_text(r['claim']))}")  # fmt: skip
-        ours = (
-            "<br>".join(
-                f"<i>{html.escape(s['scale'])}</i>: {html.escape(_text(s['shown']))}"
-                for s in r["scales"]
-            )
-            or "not run"
-        )
-        tests = (
-            "<br>".join(
-                f"<i>{html.escape(s['scale'])}</i>: {html.escape(_text(s['test']))}; nulls: "
-                f"{html.escape(_text(s['nulls']))} &rarr; {html.escape(s['verdict'])}"
-                for s in r["scales"]
-            )
-            or "none"
-        )
-        records.append({"claim": claim, "paper's value": _cell(r["paper_value"]), "ours": ours,
-                        "test over seeds, nulls": tests,
-                        "verdict": f"<b>{html.escape(r['verdict'])}</b>"})  # fmt: skip
-        index.append((PAPERS.get(r["paper"], r["paper"]), _text(r["section"])))
-    columns = ["claim", "paper's value", "ours", "test over seeds, nulls", "verdict"]
-    df = pd.DataFrame(records, columns=columns,
-                      index=pd.MultiIndex.from_tuples(index, names=["paper", "section"]))  # fmt: skip
-    return df.style.set_table_attributes('class="status-table"')
+        claim = (f'<a href="{e(href)}"><b>{e(r["id"])}</b></a> '
+                 f"({SHORT.get(r['paper'], r['paper'])}, {e(_text(r['where']))}): "
+                 f"{e(_text(r['claim']))}<br><i>paper: {e(_text(r['paper_value']))}</i>")  # fmt: skip
+        ours = "<br>".join(f"<i>{e(s['scale'])}</i>: {e(_text(s['shown']))}" for s in r["scales"])
+        tests = "<br>".join(f"<i>{e(s['scale'])}</i>: {e(_text(s['test']))}; nulls: "
+                            f"{e(_text(s['nulls']))} &rarr; {e(s['verdict'])}"
+                            for s in r["scales"])  # fmt: skip
+        out.append(f"<tr><td>{claim}</td><td>{ours or 'not run'}</td><td>{tests or 'none'}</td>"
+                   f"<td><b>{e(r['verdict'])}</b></td></tr>")  # fmt: skip
+    out.append("</tbody></table>")
+    return HTML("".join(out))
 
 
 def verdict_count_table(counts: Mapping[str, int]):

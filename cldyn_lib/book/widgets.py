@@ -7,7 +7,7 @@ reader presses *Run* (for experiments that take more than a second).
 
 Sliders need a live kernel (Jupyter, Colab); the rendered book shows them inert. So every
 panel is preceded by a note saying so (:data:`KERNEL_NOTE`, class ``kernel-note``), and in the
-book build (:func:`~cldyn_lib.progress.in_book_build`) the panel draws no figure of its own
+book build (:func:`~cldyn_lib.in_book_build`) the panel draws no figure of its own
 and its *Run* button is disabled: the chapter glues the one static figure made with the
 default values above it. Introduced in *The toy model*.
 """

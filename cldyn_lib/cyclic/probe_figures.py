@@ -36,13 +36,18 @@ def plot_probe_maps(axes, arrays, n_docs: int, tag: str) -> None:
     Taught in the chapter *Inside the dynamics*.
     """
     T = n_docs
-    plot_heatmap(axes[0], arrays["grad_cos"], f"{tag}: gradient cosine (8a)",
+    plot_heatmap(axes[0], arrays["grad_cos"], f"{tag}: gradient cosine (Yang et al. 8a)",
                  ("document j", "document i"))  # fmt: skip
-    plot_heatmap(axes[1], arrays["pairwise"], f"{tag}: loss decrease on j, M steps on i (8b)",
+    plot_heatmap(axes[1], arrays["pairwise"], f"{tag}: loss decrease on j, M steps on i (Yang et al. 8b)",
                  ("evaluated document j", "trained document i"), cmap="RdBu_r", centre=True)  # fmt: skip
     rc = arrays["weight_res_cos"][T:, T:]  # from the second epoch, as the paper's Fig. 8c
-    plot_heatmap(axes[2], rc, f"{tag}: weight residual cosine (8c)", ("episode - T", "episode - T"))
-    plot_heatmap(axes[3], arrays["act_cos"], f"{tag}: activations of doc 1 (8d)",
+    plot_heatmap(
+        axes[2],
+        rc,
+        f"{tag}: weight residual cosine (Yang et al. 8c)",
+        ("episode - T", "episode - T"),
+    )
+    plot_heatmap(axes[3], arrays["act_cos"], f"{tag}: activations of doc 1 (Yang et al. 8d)",
                  ("checkpoint", "checkpoint"))  # fmt: skip
 
 
