@@ -68,7 +68,7 @@ def make_legible(fig, column_px: float = COLUMN_PX, min_px: float = MIN_FONT_PX)
     if min_pt != float("inf"):
         shown = displayed_font_px(min_pt, dpi, width_px, column_px)
         if shown < min_px:
-            floor = min_pt * min_px / shown * 1.03  # a margin for the tight bounding box
+            floor = min_pt * min_px / shown * 1.06  # a margin: the page rounds image widths
             scale = floor / min_pt
             for t in _texts(fig):
                 t.set_fontsize(max(t.get_fontsize(), floor))

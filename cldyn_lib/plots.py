@@ -120,7 +120,7 @@ def plot_recovery_scores(ax, scores, *, label=None, color=None, marker="o"):
 def plot_circle(
     ax, coords, *, title: str | None = None, cmap: str = "twilight", annotate: bool = True
 ):
-    """Points ``coords[t]`` (T, 2) joined in task order and coloured by task index (Fig. 11)."""
+    """Points ``coords[t]`` (T, 2) joined in task order and coloured by task index (Yang et al.'s Fig. 11)."""
     T = len(coords)
     closed = np.vstack([coords, coords[:1]])
     ax.plot(closed[:, 0], closed[:, 1], color="0.7", lw=0.8, zorder=1)

@@ -63,8 +63,8 @@ class CyclicConfig(Config):
     lr: float | None = None  #: None: 1e-3 for sgd, 1e-4 for adam
     lr_scaling: str = "none"  #: "inverse_steps": lr * 10 / M (appendix B.5)
     reset_optimizer: bool = True  #: adam: a fresh state for every document
-    frozen_blocks: int = 0  #: freeze the embedding and the first B blocks (Fig. 5d)
-    mask_prob: float = 0.0  #: replace each input token by id 0 with this probability (Fig. 4a)
+    frozen_blocks: int = 0  #: freeze the embedding and the first B blocks (Yang et al.'s Fig. 5d)
+    mask_prob: float = 0.0  #: each token -> id 0 with this probability (Yang et al.'s Fig. 4a)
     window: str = "first"  #: "first" C tokens, or "centre" (train at C/2+s, evaluate at C/2)
     shift: int = 0  #: w, window shifts s ~ U{-w..w} per step (needs window="centre")
     # the model

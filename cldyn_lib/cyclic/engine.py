@@ -52,7 +52,7 @@ def window_start(state: CyclicState) -> int:
 
 
 def mask_tokens(ids: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    """``ids`` with each token replaced by id 0 with probability ``p`` (Fig. 4a)."""
+    """``ids`` with each token replaced by id 0 with probability ``p`` (Yang et al.'s Fig. 4a)."""
     if not p:
         return ids
     hit = torch.rand(ids.shape, generator=gen, device=ids.device)

@@ -26,7 +26,7 @@ MIN_FORGOTTEN = 0.05  #: nats/token; below this a recovery score is not drawn
 
 
 def plot_shift_averaged_runs(ax, results, *, label=None, color=None, ls="-"):
-    """Shift-averaged loss (Fig. 1b) of several runs, each with its own schedule."""
+    """Shift-averaged loss (Yang et al.'s Fig. 1b) of several runs, each with its own schedule."""
     curves = np.stack([metrics.shift_averaged_loss(r.losses, r.schedule) for r in results])
     T = results[0].schedule.shape[1]
     line = band(ax, np.arange(curves.shape[1]), curves, label=label, color=color, ls=ls)
@@ -63,7 +63,7 @@ def recovery_parts_of(results, name: str) -> np.ndarray:
 def sweep_curves(ax, data, *, per_epoch: bool = False, cmap: str = "viridis", title=None):
     """Shift-averaged loss of every variant (mean +- std over seeds).
 
-    ``per_epoch=True`` puts the x axis in epochs, so that sweeps over T line up (Fig. 5a).
+    ``per_epoch=True`` puts the x axis in epochs, so that sweeps over T line up (Yang et al.'s Fig. 5a).
     """
     labels = data.labels
     colors = plt.get_cmap(cmap)(np.linspace(0.05, 0.9, len(labels)))

@@ -12,12 +12,12 @@ What it records (N = E*T + 1 checkpoints, row 0 before training, as the loss mat
 
 - ``weights`` (N, P): the trainable parameters, flattened; longer than ``max_dims``, a fixed
   random *coordinate subset* of P of them (seeded, the same at every checkpoint) -> weight
-  residuals (Eq. 2), their cosine-similarity heat map (Fig. 8c) and update sizes (Fig. 17b);
-- ``head`` (N, P_h): the output layer's weights (subset likewise) -> PCA helix (Fig. 9);
+  residuals (Eq. 2), their cosine-similarity heat map (Yang et al.'s Fig. 8c) and update sizes (Yang et al.'s Fig. 17b);
+- ``head`` (N, P_h): the output layer's weights (subset likewise) -> PCA helix (Yang et al.'s Fig. 9);
 - ``acts`` (N, P_a): the input of the output layer on document ``act_doc`` (all its
-  positions, flattened) -> similarity matrix (Fig. 8d) and update sizes (Fig. 17a);
-- at the end: the gradient of every document at module ``layer`` (Fig. 8a) and the pairwise
-  recovery matrix (Figs. 8b, 18): from the final weights, kept in memory, M steps on document
+  positions, flattened) -> similarity matrix (Yang et al.'s Fig. 8d) and update sizes (Yang et al.'s Fig. 17a);
+- at the end: the gradient of every document at module ``layer`` (Yang et al.'s Fig. 8a) and the pairwise
+  recovery matrix (Yang et al.'s Figs. 8b, 18): from the final weights, kept in memory, M steps on document
   i with a fresh optimiser, then the loss of every document in the engine's batched forward.
 
 The memory they hold is ``N*(P + P_h + P_a)`` floats plus, at the end, one copy of the
@@ -44,7 +44,7 @@ from .structure import cosine_matrix, probe_summary
 class ProbeConfig(Config):
     """What the probes record. Sizes are in floats; the subsets are seeded by ``seed``."""
 
-    layer: str = ""  #: module for the gradients (Fig. 8a); "" = attention of the middle block
+    layer: str = ""  #: gradients' module (Yang et al.'s Fig. 8a); "": the middle attention
     max_dims: int = 65_536  #: longer vectors are replaced by a fixed random coordinate subset
     act_doc: int = 0  #: document whose activations are followed (0 = "document 1")
     gradients: bool = True
@@ -229,7 +229,7 @@ def estimate_memory(
 
 
 def document_gradients(state, layer: str, subset=None) -> torch.Tensor:
-    """(T, P) gradient of each document's evaluation loss w.r.t. module ``layer`` (Fig. 8a).
+    """(T, P) gradient of each document's evaluation loss w.r.t. module ``layer`` (Yang et al.'s Fig. 8a).
 
     Leaves the weights and the optimiser untouched (the gradient buffers are cleared).
     """

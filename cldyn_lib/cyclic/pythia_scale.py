@@ -9,10 +9,10 @@ document, E = 5 epochs), most important first, as ``(name, group, config)``:
    recovery score 0.689 for Adam vs 0.211 for GD);
 2. ``fig2b``: the 160M, 410M, 1.4B and 2.8B shapes with gradient descent (1B is in 1);
 3. ``fig3``: width 256, 512, 1024, 2048 at depth 16, and depth 4, 8, 12, 16 at width 2048;
-4. ``seeds``: a second seed of the three Fig. 6 runs.
+4. ``seeds``: a second seed of the three runs of Yang et al.'s Fig. 6.
 
 Initialisation: Pythia's recipe (small_init for the embedding, QKV, MLP-in and head; wang_init
-for the attention and MLP outputs). Fig. 2b's sizes use each model's own d and L (what
+for the attention and MLP outputs). Yang et al.'s Fig. 2b's sizes use each model's own d and L (what
 Pythia's step-0 checkpoints were drawn with); Fig. 3 follows Yang et al.'s own scratch code,
 which hard-codes d = 2048 and L = 16 in the init formulas and keeps the MLP width at 8,192
 whatever the width (``init_dims="reference"``, ``mlp_width=8192``). Precision: bfloat16

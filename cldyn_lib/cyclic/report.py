@@ -5,7 +5,7 @@
 - ``document1.png``: the loss of document 1 after every episode, fixed order against the
   reshuffled control (Yang et al., Fig. 1a);
 - ``shift_averaged.png``: the loss of every document aligned at its first training and
-  averaged (Fig. 1b);
+  averaged (Yang et al.'s Fig. 1b);
 - ``recovery_score.png``: the recovery score per epoch of both arms (Eq. 1);
 - ``forgotten.png``: how much each arm forgot per epoch (Eq. 1's denominator);
 - ``losses.npz``: every loss matrix and schedule with provenance (the runs themselves are

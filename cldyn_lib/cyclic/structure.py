@@ -1,10 +1,10 @@
 """Structure in a cyclic run's recorded vectors (Yang et al., section 4): the arrays behind
 Figs. 8, 9 and 17, computed from what :class:`cldyn_lib.Probes` records.
 
-Weight residuals (Eq. 2) and their cosine-similarity heat map (stripes, Fig. 8c), lag
+Weight residuals (Eq. 2) and their cosine-similarity heat map (stripes, Yang et al.'s Fig. 8c), lag
 profiles, the helix of the output layer (PCA, revolutions per epoch, Fig. 9), where a (T, T)
-map peaks relative to its diagonal (Figs. 8a, 8b, 18), update sizes (Fig. 17) and the block
-contrast of activation similarities (Fig. 8d). All are plain NumPy on small arrays.
+map peaks relative to its diagonal (Yang et al.'s Figs. 8a, 8b, 18), update sizes (Yang et al.'s Fig. 17) and the block
+contrast of activation similarities (Yang et al.'s Fig. 8d). All are plain NumPy on small arrays.
 
 Taught in the chapter *Inside the dynamics*.
 """
@@ -85,7 +85,7 @@ def pca(traj: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 
 def helix_measures(traj: np.ndarray, n_docs: int, skip_epochs: int = 0) -> dict:
-    """Revolutions per epoch and convergence of a weight trajectory (Fig. 9).
+    """Revolutions per epoch and convergence of a weight trajectory (Yang et al.'s Fig. 9).
 
     The trajectory's drift is removed with the residuals of a one-epoch window (Eq. 2,
     edges shifted); ``skip_epochs`` leaves out the first epochs (the initial transient);
@@ -116,7 +116,7 @@ def helix_measures(traj: np.ndarray, n_docs: int, skip_epochs: int = 0) -> dict:
 
 
 def diagonal_peak(mat: np.ndarray, last: int | None = None) -> dict:
-    """Where a (T, T) heat map (Figs. 8a, 8b) peaks, relative to its diagonal.
+    """Where a (T, T) heat map (Yang et al.'s Figs. 8a, 8b) peaks, relative to its diagonal.
 
     ``offset``: the circular offset k = 1..T-1 with the highest mean of ``mat[i, i+k]``;
     ``position``: the document j where the near-diagonal band (mean of ``mat[j-1, j]`` and
@@ -145,7 +145,7 @@ def diagonal_peak(mat: np.ndarray, last: int | None = None) -> dict:
 
 
 def update_sizes(traj: np.ndarray) -> np.ndarray:
-    """(N-1,) Euclidean size of each episode's change of a recorded vector (Fig. 17)."""
+    """(N-1,) Euclidean size of each episode's change of a recorded vector (Yang et al.'s Fig. 17)."""
     return np.linalg.norm(np.diff(np.asarray(traj, dtype=np.float64), axis=0), axis=1)
 
 
@@ -156,7 +156,7 @@ def stepwise_ratio(sizes: np.ndarray, schedule: np.ndarray, doc: int) -> float:
 
 
 def block_contrast(sim: np.ndarray, n_docs: int) -> float:
-    """Fig. 8d's blocks: mean similarity within an epoch minus across epochs (rows 1..N-1)."""
+    """Yang et al.'s Fig. 8d's blocks: mean similarity within an epoch minus across epochs (rows 1..N-1)."""
     s = np.asarray(sim)[1:, 1:]
     ep = np.arange(len(s)) // n_docs
     same = ep[:, None] == ep[None, :]

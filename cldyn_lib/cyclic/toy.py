@@ -153,7 +153,7 @@ def simulate(
     return run_toy(cfg).losses
 
 
-# ---------------------------------------------------------------- the circle (Fig. 11)
+# ---------------------------------------------------------------- the circle (Yang et al.'s Fig. 11)
 
 
 def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

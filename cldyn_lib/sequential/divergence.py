@@ -180,7 +180,7 @@ def half_life(curve: np.ndarray, start: float | None = None) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class DivergenceStudy(Config):
-    """Figs. 2-3: the zap-divergence protocol across learning rates, pre-training modes, seeds."""
+    """Frati et al.'s Figs. 2-3: the zap-divergence protocol across learning rates, pre-training modes, seeds."""
 
     scale: str = "ci"  #: presets of PretrainConfig and DivergenceConfig to use
     modes: tuple = ("iid", "zapped_iid")  #: pre-trained without and with zapping

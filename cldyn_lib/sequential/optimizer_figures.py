@@ -1,4 +1,4 @@
-"""Figures, Table 3 and slider dashboards of *Optimizers and sequential learning* and *Why
+"""Figures, Frati et al.'s Table 3 and slider dashboards of *Optimizers and sequential learning* and *Why
 Adam remembers*.
 
 Every function draws on given matplotlib axes with labelled axes and units. Matrices follow
@@ -119,7 +119,7 @@ TRAIN_SHORT = {"head": "probe", "all": "full"}
 
 
 def table3(summary, variants, trains, epochs=(1, 3), paper=None):
-    """Our Table 3 as a DataFrame, one row per variant: per (train, epoch) the mean held-out
+    """Our version of Frati et al.'s Table 3, a DataFrame, one row per variant: per (train, epoch) the mean held-out
     accuracy (%) over all tasks +- std over seeds, at the learning rate best after the last
     epoch, and that learning rate. ``paper`` ({variant: text}) adds Frati et al.'s values as a
     last column. Taught in the chapter *Optimizers and sequential learning*."""

@@ -45,7 +45,7 @@ GRIDS = {
 }
 """Default learning-rate grids per variant (laptop scale); each spans the best value."""
 LAPTOP_LRS = (GRIDS["sgd_momentum"], GRIDS["adam"] + (3e-2,))
-"""Table 3's grids: Adam's ends with Frati et al.'s Fig. 11a "too high" learning rate."""
+"""Frati et al.'s Table 3's grids: Adam's ends with Frati et al.'s Fig. 11a "too high" learning rate."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Figures, Table 1 and slider dashboards of the two chapters on Frati et al.
+"""Figures, Frati et al.'s Table 1 and slider dashboards of the two chapters on Frati et al.
 
 Every function draws on given matplotlib axes with labelled axes and units; the dashboards
 run one small experiment with the reader's values (the slider panels call them).
@@ -45,7 +45,7 @@ def plot_seen(ax, seen, curves, modes, *, which="acc", title=None):
 
 
 def table1(arrays, modes, full_protocols=("sequential", "iid")):
-    """Table 1 as a DataFrame, one row per mode: the final held-out accuracy (%, mean +- std
+    """Frati et al.'s Table 1 as a DataFrame, one row per mode: the final held-out accuracy (%, mean +- std
     over seeds) of the sequential and IID linear probe (at its best lr) and of sequential /
     IID full fine-tuning ("-" for protocols not in ``full_protocols``; "diverged" where
     every seed diverged, and a count where some did). Taught in the chapter *Zapping and
@@ -190,7 +190,7 @@ def divergence_dashboard(
 
 
 def cosine_grid(arrays, modes, *, title_prefix="", lr_cols=None):
-    """Fig. 2: per-layer cosines across learning rates (columns). Rows: the head's weight
+    """Frati et al.'s Fig. 2: per-layer cosines across learning rates (columns). Rows: the head's weight
     cosine; 1 - weight cosine of the conv layers (log scale: they stay near 1); the cosine
     of the displacements since the fork. Solid: pre-trained with zapping; dashed: without."""
     lrs = arrays["lrs"]

@@ -32,10 +32,10 @@ PROTOCOLS = ("sequential", "iid")
 
 @dataclasses.dataclass(frozen=True)
 class ShockStudy(Config):
-    """Table 1 and Fig. 1: every pre-training mode x seeds, transferred four ways."""
+    """Frati et al.'s Table 1 and Frati et al.'s Fig. 1: every pre-training mode x seeds, transferred four ways."""
 
     scale: str = "ci"  #: presets of PretrainConfig and TransferConfig to use
-    modes: tuple = PRETRAIN_MODES  #: pre-training modes (rows of Table 1)
+    modes: tuple = PRETRAIN_MODES  #: pre-training modes (rows of Frati et al.'s Table 1)
     n_seeds: int = 3  #: seeds 0..n-1 of pre-training and transfer
     probe_lrs: tuple = (1e-4, 3e-4, 1e-3, 3e-3)  #: Adam grid of the linear probe
     full_lr: float = 1e-4  #: Adam learning rate of full fine-tuning
@@ -64,7 +64,7 @@ class ShockStudy(Config):
 
 
 def run_shock_study(study: ShockStudy, progress: bool = False) -> dict[str, np.ndarray]:
-    """All arrays of Table 1 and Fig. 1 (indices: mode, protocol, lr, seed, evaluation row).
+    """All arrays of Frati et al.'s Table 1 and Frati et al.'s Fig. 1 (indices: mode, protocol, lr, seed, evaluation row).
 
     ``probe_final[m, p, l, s]``: final held-out accuracy of the linear probe; ``best_lr[m, p]``
     is the grid value with the best mean over seeds, and ``probe_acc[m, p, s, k]`` /
