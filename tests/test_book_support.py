@@ -95,13 +95,20 @@ SEEDS = {"eff5": [0.5, 0.6, 0.55, 0.7, 0.65], "ctl5": [0.1, 0.2, 0.15, 0.1, 0.2]
           "must_hold_in": {"one head per task": {"effect": "low5", "reference": "ctl5"}}},
          "confounded (one head per task)"),
         ({"effect": "ctl5", "reference": "eff5", "direction": "less", "delta": 0.1}, "reproduced"),
+        # equivalence: every seed within the margin, five seeds reach the level (TOST)
+        ({"effect": "eff5", "reference": "noise5", "delta": 0.2, "kind": "equivalence"},
+         "reproduced"),
+        # three seeds all outside the margin: too few to call the difference significant
+        ({"effect": "eff3", "reference": "ctl3", "delta": 0.2, "kind": "equivalence"},
+         "inconclusive"),
     ],
 )  # fmt: skip
 def test_claims_with_a_test_over_seeds(tmp_path, test, verdict):
     executed_notebook(tmp_path / "chap.ipynb", {"x": 0.42, "flag": True, **SEEDS})
     (row,) = cl.evaluate_claims([dict(CLAIM, test=test)], tmp_path)
     assert row["verdict"] == verdict, row
-    assert "seeds beyond" in row["scales"][0]["test"]
+    word = "within" if test.get("kind") == "equivalence" else "beyond"
+    assert f"seeds {word}" in row["scales"][0]["test"]
 
 
 def test_claim_scales_nulls_and_overrides(tmp_path):

@@ -165,8 +165,11 @@ def _seed_test(claim, test, glued, chapter):
 def _fmt_outcome(o, crit):
     if o.n == 0:
         return "no finite values"
-    sign = "" if crit.direction == "greater" else " (reversed sign)"
-    return (f"d = {o.mean:+.3f} [{o.low:+.3f}, {o.high:+.3f}]{sign}, {o.k}/{o.n} seeds "
+    d = "d" if crit.direction == "greater" else "d (reference minus effect)"
+    if crit.kind == "equivalence":
+        return (f"{d} = {o.mean:+.3f} [{o.low:+.3f}, {o.high:+.3f}], {o.k}/{o.n} seeds "
+                f"within +-{crit.delta:g}, p = {o.p:.3g}")  # fmt: skip
+    return (f"{d} = {o.mean:+.3f} [{o.low:+.3f}, {o.high:+.3f}], {o.k}/{o.n} seeds "
             f"beyond {crit.delta:g}, p = {o.p:.3g}")  # fmt: skip
 
 
