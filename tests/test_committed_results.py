@@ -34,7 +34,6 @@ AWAITING = {
     "pretrain-sweep-laptop-d3c7788f069f.npz",
     "shock-study-laptop-dac29ccdd6b0.npz",
     "sweep-depth-laptop-2a8dc2719ffe.npz",
-    "sweep-width-laptop-fa17572e8a4d.npz",
     "variants-sweep-laptop-2d5243beff5c.npz",
 }
 
