@@ -29,10 +29,8 @@ AWAITING = {
     "batch-sweep-laptop-513085f0f1ff.npz",
     "divergence-study-laptop-36f453aadc73.npz",
     "feature-stats-laptop-dac29ccdd6b0.npz",
-    "length-sweep-laptop-b94d038038f0.npz",
     "pretrain-sweep-laptop-d3c7788f069f.npz",
     "shock-study-laptop-dac29ccdd6b0.npz",
-    "variants-sweep-laptop-2d5243beff5c.npz",
 }
 
 
