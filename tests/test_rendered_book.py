@@ -63,15 +63,8 @@ def toc_pages() -> list[str]:
 
 
 def declared_figures(page: str) -> list[str]:
-    src = ROOT / f"{page}.ipynb"
-    if not src.exists():
-        return []
-    text = "\n".join(
-        "".join(c["source"])
-        for c in json.loads(src.read_text())["cells"]
-        if c["cell_type"] == "markdown"
-    )
-    return re.findall(r"```\{glue:figure\}[^\n]*\n:name: ([\w-]+)", text)
+    """The figure ids the page's source declares (``{glue:figure}`` with ``:name:``)."""
+    return list(glued_figures(page))
 
 
 @pytest.fixture(scope="module")
