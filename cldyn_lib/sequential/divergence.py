@@ -188,12 +188,15 @@ class DivergenceStudy(Config):
     optimizer: str = "adam"
     n_seeds: int = 3
     zap_init: str = "kaiming"  #: the resampled head (per-row Kaiming, as at transfer)
+    zap_until: int = 0  #: zapped IID pre-training zaps before this epoch only (0: to the end)
 
+    # the last zaps come half-way through pre-training, so at the fork both modes' controls
+    # have converged (zapping to the end leaves the zapped model's control still learning)
     PRESETS = {
-        "ci": dict(scale="ci", lrs=(1e-3, 1e-2, 1e-1)),
-        "laptop": dict(scale="laptop"),
-        "gpu": dict(scale="gpu"),
-        "paper": dict(scale="paper"),
+        "ci": dict(scale="ci", lrs=(1e-3, 1e-2, 1e-1), zap_until=4),
+        "laptop": dict(scale="laptop", zap_until=5),
+        "gpu": dict(scale="gpu", zap_until=5),
+        "paper": dict(scale="paper", zap_until=5),
     }
 
     def validate(self) -> None:
@@ -202,6 +205,13 @@ class DivergenceStudy(Config):
         check_tuple("lrs", self.lrs, lambda v: check_float("lr", v, 0, lo_open=True))
         check_choice("optimizer", self.optimizer, ("adam", "sgd"))
         check_int("n_seeds", self.n_seeds, 1, 100)
+        check_int("zap_until", self.zap_until, 0, 10_000)
+        self.pretrain_config("zapped_iid", 0)  # raises if zap_until exceeds the epochs
+
+    def pretrain_config(self, mode: str, seed: int) -> PretrainConfig:
+        """The pre-training run whose model a fork of ``mode`` and ``seed`` starts from."""
+        until = self.zap_until if mode == "zapped_iid" else 0
+        return PretrainConfig.preset(self.scale, mode=mode, seed=seed, zap_until=until)
 
 
 def run_divergence_study(study: DivergenceStudy, progress: bool = False) -> dict[str, np.ndarray]:
@@ -220,10 +230,9 @@ def run_divergence_study(study: DivergenceStudy, progress: bool = False) -> dict
     }
     bar = tqdm(total=M * L * S, desc="zap divergence", disable=not progress)
     for i, mode in enumerate(study.modes):
-        pcfg = PretrainConfig.preset(study.scale, mode=mode)
-        data = load_pretrain_data(pcfg)
+        data = load_pretrain_data(study.pretrain_config(mode, 0))
         for s in range(S):
-            model = load_or_pretrain(pcfg.replace(seed=s), data=data).model
+            model = load_or_pretrain(study.pretrain_config(mode, s), data=data).model
             for j, lr in enumerate(study.lrs):
                 res = run_divergence(dcfg.replace(lr=lr, seed=s), model, data)
                 for key in ("weight_cos", "disp_cos", "grad_norm", "loss"):

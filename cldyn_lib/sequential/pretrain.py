@@ -59,6 +59,7 @@ class PretrainConfig(Config):
     lr: float = 1e-3  #: Adam learning rate (the outer step of asb / meta_asb)
     zap_every: int = 1  #: zapped_iid: zap all head rows every k-th epoch after the first
     zap_init: str = "reference"  #: "reference" (std sqrt(2/(k d))) or "kaiming" (sqrt(2/d))
+    zap_until: int = 0  #: zapped_iid: no zap from this epoch on, so the head settles (0: none)
     asb_episodes: int = 9000  #: asb: number of episodes
     meta_episodes: int = 25000  #: meta_asb: number of episodes
     inner_steps: int = 20  #: asb / meta_asb: batch-1 SGD steps on one class per episode
@@ -68,7 +69,7 @@ class PretrainConfig(Config):
     seed: int = 0  #: weights, data order, zaps
     arch: str = "convnet"  #: "convnet" (Frati et al.) or "resnet" (*Why Adam remembers*)
 
-    KEY_OMIT_DEFAULTS = ("arch",)  # added later: cached models keep their names
+    KEY_OMIT_DEFAULTS = ("arch", "zap_until")  # added later: cached models keep their names
 
     PRESETS = {
         # ci: about a second per run on one CPU thread; far too small for any trend
@@ -91,6 +92,7 @@ class PretrainConfig(Config):
         check_float("lr", self.lr, 0, None, lo_open=True)
         check_int("zap_every", self.zap_every, 1, 10_000)
         check_choice("zap_init", self.zap_init, INITS)
+        check_int("zap_until", self.zap_until, 0, self.epochs)
         check_int("asb_episodes", self.asb_episodes, 1, 10_000_000)
         check_int("meta_episodes", self.meta_episodes, 1, 10_000_000)
         check_int("inner_steps", self.inner_steps, 1, 1000)
@@ -193,7 +195,8 @@ def pretrain(
 
 def train_iid(config: PretrainConfig, state: TrainState, data, progress=False, on_epoch=None):
     """IID and zapped IID: shuffled mini-batches; zapped IID resamples the whole head every
-    ``zap_every``-th epoch after the first (``zap_init``; biases and Adam moments kept).
+    ``zap_every``-th epoch after the first (``zap_init``; biases and Adam moments kept), and
+    not from epoch ``zap_until`` on when it is set (the head then settles before the end).
 
     Starts at the epoch ``state.step`` has reached (a resumed state); ``on_epoch(state, k)``
     is called after the k-th epoch (e.g. a checkpoint)."""
@@ -203,7 +206,8 @@ def train_iid(config: PretrainConfig, state: TrainState, data, progress=False, o
     per_epoch = -(-len(x) // config.batch_size)
     first = state.step // per_epoch
     for epoch in tqdm(range(first, config.epochs), desc=config.mode, disable=not progress):
-        if config.mode == "zapped_iid" and epoch > 0 and epoch % config.zap_every == 0:
+        zapping = config.mode == "zapped_iid" and (not config.zap_until or epoch < config.zap_until)
+        if zapping and epoch > 0 and epoch % config.zap_every == 0:
             zap(model.head, "all", init=config.zap_init, generator=state.generator)
         order = state.rng.permutation(len(x))
         for start in range(0, len(x), config.batch_size):

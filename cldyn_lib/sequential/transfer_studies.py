@@ -4,7 +4,7 @@ load-or-compute result.
 :class:`ShockStudy` / :func:`run_shock_study`: pre-train every mode with several seeds
 (:func:`cldyn_lib.load_or_pretrain`), then transfer each model to novel characters: a linear
 probe with Adam over a grid of learning rates (the best one per mode and protocol is
-reported, as in the reference), and full fine-tuning with Adam at one learning rate, both
+reported, as in the reference), and full fine-tuning with Adam over its own grid, both
 sequentially and IID. :func:`run_feature_stats` measures the pre-trained features' health
 (dead ReLUs). The study is a function of a config whose ``scale`` picks the presets of the
 underlying experiments, so ``load_or_compute("shock-study", ShockStudy(scale="laptop"),
@@ -16,6 +16,7 @@ Taught in the chapter *Zapping and transfer shock*.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import torch
@@ -28,6 +29,18 @@ from .transfer import TransferConfig, eval_schedule, load_transfer_data
 from .transfer_engine import run_transfer
 
 PROTOCOLS = ("sequential", "iid")
+#: rows of Table 1: the four pre-training modes, and zapped IID whose zaps resample the head
+#: with per-row Kaiming init (the reference's fan-in restarts it at about std 0.001)
+SHOCK_ARMS = PRETRAIN_MODES + ("zapped_iid_kaiming",)
+
+
+def arm_config(scale: str, arm: str, seed: int = 0) -> PretrainConfig:
+    """The pre-training run of one row of :class:`ShockStudy` (a mode, or zapped IID with
+    Kaiming-init zaps for ``"zapped_iid_kaiming"``)."""
+    check_choice("arm", arm, SHOCK_ARMS)
+    if arm == "zapped_iid_kaiming":
+        return PretrainConfig.preset(scale, mode="zapped_iid", zap_init="kaiming", seed=seed)
+    return PretrainConfig.preset(scale, mode=arm, seed=seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,18 +48,20 @@ class ShockStudy(Config):
     """Frati et al.'s Table 1 and Frati et al.'s Fig. 1: every pre-training mode x seeds, transferred four ways."""
 
     scale: str = "ci"  #: presets of PretrainConfig and TransferConfig to use
-    modes: tuple = PRETRAIN_MODES  #: pre-training modes (rows of Frati et al.'s Table 1)
+    modes: tuple = SHOCK_ARMS  #: pre-training arms (rows of Frati et al.'s Table 1)
     n_seeds: int = 3  #: seeds 0..n-1 of pre-training and transfer
     probe_lrs: tuple = (1e-4, 3e-4, 1e-3, 3e-3)  #: Adam grid of the linear probe
-    full_lr: float = 1e-4  #: Adam learning rate of full fine-tuning
+    full_lrs: tuple = (1e-4,)  #: Adam grid of full fine-tuning (best per arm and protocol)
     full_protocols: tuple = PROTOCOLS  #: protocols of full fine-tuning (ci: sequential only)
 
     PRESETS = {
         "ci": dict(
-            scale="ci", probe_lrs=(2e-3, 1e-2), full_lr=1e-3, full_protocols=("sequential",)
+            scale="ci", probe_lrs=(2e-3, 1e-2), full_lrs=(1e-3,), full_protocols=("sequential",)
         ),
         "laptop": dict(
-            scale="laptop", probe_lrs=(1e-4, 2e-4, 4e-4, 1e-3, 2e-3, 4e-3, 1e-2), full_lr=1e-4
+            scale="laptop",
+            probe_lrs=(1e-4, 2e-4, 4e-4, 1e-3, 2e-3, 4e-3, 1e-2),
+            full_lrs=(1e-4, 4e-4, 1e-3),
         ),
         "gpu": dict(scale="gpu"),
         "paper": dict(scale="paper"),
@@ -54,74 +69,155 @@ class ShockStudy(Config):
 
     def validate(self) -> None:
         check_choice("scale", self.scale, SCALES)
-        check_tuple("modes", self.modes, lambda m: check_choice("mode", m, PRETRAIN_MODES))
+        check_tuple("modes", self.modes, lambda m: check_choice("mode", m, SHOCK_ARMS))
         check_int("n_seeds", self.n_seeds, 1, 100)
         check_tuple("probe_lrs", self.probe_lrs, lambda v: check_float("lr", v, 0, lo_open=True))
-        check_float("full_lr", self.full_lr, 0, None, lo_open=True)
+        check_tuple("full_lrs", self.full_lrs, lambda v: check_float("lr", v, 0, lo_open=True))
         check_tuple(
             "full_protocols", self.full_protocols, lambda p: check_choice("protocol", p, PROTOCOLS)
         )
 
 
-def run_shock_study(study: ShockStudy, progress: bool = False) -> dict[str, np.ndarray]:
-    """All arrays of Frati et al.'s Table 1 and Frati et al.'s Fig. 1 (indices: mode, protocol, lr, seed, evaluation row).
+def run_shock_study(
+    study: ShockStudy, progress: bool = False, workers: int | None = None
+) -> dict[str, np.ndarray]:
+    """All arrays of Frati et al.'s Table 1 and Frati et al.'s Fig. 1 (indices: arm, protocol, lr, seed, evaluation row).
 
     ``probe_final[m, p, l, s]``: final held-out accuracy of the linear probe; ``best_lr[m, p]``
     is the grid value with the best mean over seeds, and ``probe_acc[m, p, s, k]`` /
     ``probe_loss`` / ``probe_forgetting`` are that learning rate's curves (mean over the
-    classes seen so far, Frati et al.'s "accuracy so far"). ``full_*`` are the same for full
-    fine-tuning at ``full_lr``; ``full_train_loss[m, s, step]`` is the sequential run's loss
-    on each new image (the transfer shock). ``pretrain_loss_<mode>[s, step]``: pre-training.
+    classes seen so far, Frati et al.'s "accuracy so far"). Full fine-tuning runs over its
+    own grid ``full_lrs``: ``full_final_all[m, p, l, s]``, and ``full_acc`` / ``full_loss`` /
+    ``full_final`` / ``full_forgetting`` / ``full_train_loss[m, s, step]`` (the sequential run's
+    loss on each new image: the transfer shock) are at ``full_best_lr[m, p]``, chosen as for
+    the probe. ``pretrain_loss_<arm>[s, step]``: pre-training. The ``(arm, seed)`` jobs run in
+    ``workers`` processes (default: the environment's ``CLDYN_WORKERS``, else 1); each job
+    seeds itself, so the numbers do not depend on it.
     """
-    M, P, L, S = len(study.modes), len(PROTOCOLS), len(study.probe_lrs), study.n_seeds
+    workers = workers if workers is not None else int(os.environ.get("CLDYN_WORKERS", "1"))
+    check_int("workers", workers, 1, 64)
+    M, P, S = len(study.modes), len(PROTOCOLS), study.n_seeds
+    L, F = len(study.probe_lrs), len(study.full_lrs)
     tcfg = TransferConfig.preset(study.scale)
-    tdata = load_transfer_data(tcfg)
-    seen, trained_at = eval_schedule(tcfg)
+    seen, _ = eval_schedule(tcfg)
     R = len(seen)
-    out = {
-        "seen": seen,
-        "full_lr": np.array(study.full_lr),
-        "probe_lrs": np.array(study.probe_lrs),
+    n_steps = tcfg.n_classes * load_transfer_data(tcfg).train_x.shape[1]
+    grid = {
         "probe_final": np.full((M, P, L, S), np.nan),
         "probe_curves": np.full((M, P, L, S, 2, R), np.nan),
         "probe_forgetting_all": np.full((M, P, L, S), np.nan),
-        "full_acc": np.full((M, P, S, R), np.nan),
-        "full_loss": np.full((M, P, S, R), np.nan),
-        "full_final": np.full((M, P, S), np.nan),
-        "full_forgetting": np.full((M, P, S), np.nan),
-        "full_train_loss": np.full((M, S, tdata.n_classes * tdata.train_x.shape[1]), np.nan),
-        "pretrain_seconds": np.zeros((M, S)),
+        "full_acc_all": np.full((M, P, F, S, R), np.nan),
+        "full_loss_all": np.full((M, P, F, S, R), np.nan),
+        "full_final_all": np.full((M, P, F, S), np.nan),
+        "full_forgetting_all": np.full((M, P, F, S), np.nan),
+        "full_train_loss_all": np.full((M, F, S, n_steps), np.nan),
     }
-    bar = tqdm(total=M * S, desc="shock study", disable=not progress)
-    for i, mode in enumerate(study.modes):
-        pcfg = PretrainConfig.preset(study.scale, mode=mode)
-        pdata = load_pretrain_data(pcfg)
-        pre_losses = []
-        for s in range(S):
-            pre = load_or_pretrain(pcfg.replace(seed=s), data=pdata)
-            out["pretrain_seconds"][i, s] = pre.provenance.get("seconds", pre.seconds)
-            pre_losses.append(pre.losses)
-            for j, protocol in enumerate(PROTOCOLS):
-                for k, lr in enumerate(study.probe_lrs):
-                    cfg = tcfg.replace(protocol=protocol, lr=lr, train="head", seed=s)
-                    res = run_transfer(cfg, pre.model, tdata)
-                    out["probe_final"][i, j, k, s] = res.final_acc
-                    out["probe_curves"][i, j, k, s] = [res.seen_mean("acc"), res.seen_mean("loss")]
-                    out["probe_forgetting_all"][i, j, k, s] = _forgetting(res, trained_at)
-                if protocol not in study.full_protocols:
-                    continue
-                cfg = tcfg.replace(protocol=protocol, lr=study.full_lr, train="all", seed=s)
-                res = run_transfer(cfg, pre.model, tdata)
-                out["full_acc"][i, j, s] = res.seen_mean("acc")
-                out["full_loss"][i, j, s] = res.seen_mean("loss")
-                out["full_final"][i, j, s] = res.final_acc
-                out["full_forgetting"][i, j, s] = _forgetting(res, trained_at)
-                if protocol == "sequential":
-                    out["full_train_loss"][i, s] = res.train_loss
-            bar.update()
-        out[f"pretrain_loss_{mode}"] = np.stack(pre_losses)
+    seconds = np.zeros((M, S))
+    pre_losses = {}
+    jobs = [(i, s) for i in range(M) for s in range(S)]
+    # the slowest pre-training first, so that the workers finish together
+    jobs.sort(key=lambda j: -("asb" in study.modes[j[0]]))
+    bar = tqdm(total=len(jobs), desc="shock study", disable=not progress)
+    for (i, s), job in zip(
+        jobs, _map(_shock_job, [(study, i, s, workers > 1) for i, s in jobs], workers)
+    ):
+        for key, value in job["grid"].items():
+            if key == "full_train_loss_all":
+                grid[key][i, :, s] = value
+            else:
+                grid[key][i, :, :, s] = value
+        seconds[i, s] = job["seconds"]
+        pre_losses[i, s] = job["pretrain_loss"]
+        bar.update()
     bar.close()
+    out = {
+        "seen": seen,
+        "probe_lrs": np.array(study.probe_lrs),
+        "full_lrs": np.array(study.full_lrs),
+    }
+    out |= {k: v for k, v in grid.items() if not k.startswith("full_")}
+    out["full_final_all"] = grid["full_final_all"]
+    best = _best_index(grid["full_final_all"])  # (M, P)
+    pick = lambda a: np.stack([np.stack([a[m, p, best[m, p]] for p in range(P)]) for m in range(M)])  # noqa: E731
+    out["full_best_lr"] = np.array(study.full_lrs)[best]
+    out["full_acc"] = pick(grid["full_acc_all"])
+    out["full_loss"] = pick(grid["full_loss_all"])
+    out["full_final"] = pick(grid["full_final_all"])
+    out["full_forgetting"] = pick(grid["full_forgetting_all"])
+    seq = PROTOCOLS.index("sequential")
+    out["full_train_loss"] = np.stack(
+        [grid["full_train_loss_all"][m, best[m, seq]] for m in range(M)]
+    )
+    out["pretrain_seconds"] = seconds
+    for i, arm in enumerate(study.modes):
+        out[f"pretrain_loss_{arm}"] = np.stack([pre_losses[i, s] for s in range(S)])
     return out
+
+
+def _map(fn, args, workers: int):
+    """``fn(*a) for a in args``, in order; in ``workers`` spawned processes when > 1 (each
+    job seeds itself, so the numbers are the same either way)."""
+    if workers == 1:
+        yield from (fn(*a) for a in args)
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        yield from pool.map(fn, *zip(*args))
+
+
+def _shock_job(study: ShockStudy, i: int, s: int, spawned: bool = False) -> dict:
+    """Pre-train arm ``i`` with seed ``s`` (or load it) and run every transfer of it."""
+    if spawned:  # one thread per worker process, as the parent has
+        torch.set_num_threads(1)
+    tcfg = TransferConfig.preset(study.scale)
+    tdata = load_transfer_data(tcfg)
+    seen, trained_at = eval_schedule(tcfg)
+    pcfg = arm_config(study.scale, study.modes[i], s)
+    pre = load_or_pretrain(pcfg, data=load_pretrain_data(pcfg))
+    P, L, F = len(PROTOCOLS), len(study.probe_lrs), len(study.full_lrs)
+    R = len(seen)
+    g = {
+        "probe_final": np.full((P, L), np.nan),
+        "probe_curves": np.full((P, L, 2, R), np.nan),
+        "probe_forgetting_all": np.full((P, L), np.nan),
+        "full_acc_all": np.full((P, F, R), np.nan),
+        "full_loss_all": np.full((P, F, R), np.nan),
+        "full_final_all": np.full((P, F), np.nan),
+        "full_forgetting_all": np.full((P, F), np.nan),
+        "full_train_loss_all": None,
+    }
+    train_loss = []
+    for j, protocol in enumerate(PROTOCOLS):
+        for k, lr in enumerate(study.probe_lrs):
+            res = run_transfer(tcfg.replace(protocol=protocol, lr=lr, train="head", seed=s),
+                               pre.model, tdata)  # fmt: skip
+            g["probe_final"][j, k] = res.final_acc
+            g["probe_curves"][j, k] = [res.seen_mean("acc"), res.seen_mean("loss")]
+            g["probe_forgetting_all"][j, k] = _forgetting(res, trained_at)
+        if protocol not in study.full_protocols:
+            continue
+        for k, lr in enumerate(study.full_lrs):
+            res = run_transfer(tcfg.replace(protocol=protocol, lr=lr, train="all", seed=s),
+                               pre.model, tdata)  # fmt: skip
+            g["full_acc_all"][j, k] = res.seen_mean("acc")
+            g["full_loss_all"][j, k] = res.seen_mean("loss")
+            g["full_final_all"][j, k] = res.final_acc
+            g["full_forgetting_all"][j, k] = _forgetting(res, trained_at)
+            if protocol == "sequential":
+                train_loss.append(res.train_loss)
+    n_steps = tcfg.n_classes * tdata.train_x.shape[1]
+    g["full_train_loss_all"] = np.stack(train_loss) if train_loss else np.full((F, n_steps), np.nan)
+    seconds = pre.provenance.get("seconds", pre.seconds)
+    return {"grid": g, "seconds": seconds, "pretrain_loss": pre.losses}
+
+
+def _best_index(final: np.ndarray) -> np.ndarray:
+    """Index of the grid value with the best mean over seeds, per arm and protocol
+    (``final[m, p, l, s]``; a grid point with a NaN seed never wins)."""
+    return np.nan_to_num(final.mean(axis=-1), nan=-1.0).argmax(axis=-1)
 
 
 def _forgetting(res, trained_at) -> float:
@@ -139,8 +235,7 @@ def best_probe(arrays) -> dict[str, np.ndarray]:
     ``forgetting[m, p, s]`` at that learning rate.
     """
     final = arrays["probe_final"]
-    score = np.nan_to_num(final.mean(axis=-1), nan=-1.0)  # (M, P, L)
-    best = score.argmax(axis=-1)
+    best = _best_index(final)
     M, P = best.shape
     pick = lambda a: np.stack([np.stack([a[m, p, best[m, p]] for p in range(P)]) for m in range(M)])  # noqa: E731
     curves = pick(arrays["probe_curves"])  # (M, P, S, 2, R)
@@ -160,10 +255,9 @@ def run_feature_stats(study: ShockStudy) -> dict[str, np.ndarray]:
     x = tdata.flat("train")[0]
     M, S = len(study.modes), study.n_seeds
     out = {"dead": np.zeros((M, S)), "norm": np.zeros((M, S))}
-    for i, mode in enumerate(study.modes):
-        pcfg = PretrainConfig.preset(study.scale, mode=mode)
+    for i, arm in enumerate(study.modes):
         for s in range(S):
-            model = load_or_pretrain(pcfg.replace(seed=s)).model
+            model = load_or_pretrain(arm_config(study.scale, arm, s)).model
             with torch.no_grad():
                 f = torch.cat([model.features(x[k : k + 500]) for k in range(0, len(x), 500)])
             out["dead"][i, s] = (f == 0).float().mean().item()
