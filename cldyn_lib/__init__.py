@@ -142,9 +142,10 @@ API: dict[str, tuple[str, ...]] = {
         "run_divergence_study",
     ),
     "sequential.transfer_studies": (
-        "ShockStudy", "best_probe", "run_feature_stats", "run_shock_study", "zap_gains",
+        "SHOCK_ARMS", "ShockStudy", "arm_config", "best_probe", "run_feature_stats",
+        "run_shock_study", "zap_gains",
     ),
-    "sequential.divergence_measures": ("divergence_summary", "peak_then_fall"),
+    "sequential.divergence_measures": ("control_drift", "divergence_summary", "peak_then_fall"),
     "sequential.sequence": (
         "SequenceStudy", "best_lr_index", "epoch1_since_training", "loss_since_training",
         "run_sequence_study", "sequence_metrics", "sequence_summary",

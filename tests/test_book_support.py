@@ -125,6 +125,13 @@ def test_claim_scales_nulls_and_overrides(tmp_path):
                         ("not_testable", "not testable at this scale")):  # fmt: skip
         (row,) = cl.evaluate_claims([dict(CLAIM, test=good, **{field: "why"})], tmp_path)
         assert row["verdict"] == f"{word} (why)"
+    # a measured confound: confounded only while its predicate holds on the glued values
+    for when, confounded in (("x > 0.4", True), ("x > 0.5", False)):
+        check = {"values": {"x": "x"}, "when": when}
+        (row,) = cl.evaluate_claims([dict(CLAIM, test=good, confound="moving control",
+                                          confound_if=check)], tmp_path)  # fmt: skip
+        assert row["confound_check"] is confounded
+        assert row["verdict"] == ("confounded (moving control)" if confounded else "reproduced")
     with pytest.raises(ValueError, match="null 'n' .* not finite"):
         cl.evaluate_claims([dict(CLAIM, test=dict(good, nulls={"n": "bad"}))], tmp_path)
     rows = cl.evaluate_claims([dict(CLAIM, test=good)], tmp_path)
@@ -149,6 +156,8 @@ def test_load_claims_refuses_bad_entries(tmp_path):
         cl.load_claims(write({k: v for k, v in CLAIM.items() if k != "section"}))
     with pytest.raises(ValueError, match="unknown field"):
         cl.load_claims(write(dict(CLAIM, verdict="reproduced")))
+    with pytest.raises(ValueError, match="C1: confound_if needs a confound text"):
+        cl.load_claims(write(dict(CLAIM, confound_if={"values": {}, "when": "True"})))
     with pytest.raises(ValueError, match="C1: bad test: direction"):
         cl.load_claims(write(dict(CLAIM, test={"effect": "e", "direction": "up"})))
 

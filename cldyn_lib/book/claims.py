@@ -10,7 +10,10 @@ its predicate over glued numbers (a small, safe language, :func:`safe_eval`: com
 arithmetic, ``and``/``or``/``not``, ``abs``/``min``/``max``), evaluated also on the values of
 each null arm; with no uncertainty it is at best "indicative". ``confound``,
 ``contradicted_by`` and ``not_testable`` name what the chapters found and override the
-numbers: no claim is "reproduced" while a chapter finding contradicts it.
+numbers: no claim is "reproduced" while a chapter finding contradicts it. A confound may be
+a measurement instead: ``confound_if: {values: {...}, when: "<predicate>"}`` makes the claim
+confounded only while the predicate holds on the glued values (e.g. a control that is
+still learning at the fork).
 
 Taught in the appendix *Reproduction status*.
 """
@@ -96,6 +99,14 @@ def load_claims(path: str | Path) -> list[dict[str, Any]]:
         for spec in [c, c.get("larger") or {}]:
             if "test" in spec:
                 criterion(spec["test"], c["id"])  # a bad criterion fails before any run
+        check = c.get("confound_if")
+        if check is not None and (
+            not c.get("confound") or not isinstance(check, dict) or set(check) != {"values", "when"}
+        ):
+            raise ValueError(
+                f"claim {c['id']}: confound_if needs a confound text and exactly "
+                "'values' and 'when'"
+            )
         unknown = set(c) - required - OPTIONAL
         if unknown:
             raise ValueError(f"claim {c['id']}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -103,7 +114,8 @@ def load_claims(path: str | Path) -> list[dict[str, Any]]:
 
 
 #: fields a claim may have besides the required ones
-OPTIONAL = {"larger", "test", "nulls", "anchor", "confound", "contradicted_by", "not_testable"}
+OPTIONAL = {"larger", "test", "nulls", "anchor", "confound", "confound_if", "contradicted_by",
+            "not_testable"}  # fmt: skip
 
 
 def criterion(test: dict, claim_id: str = "?") -> Criterion:
@@ -259,15 +271,25 @@ def evaluate_claims(claims, executed_dir: str | Path) -> list[dict[str, Any]]:
                                   "nulls": null_text, "null_passed": null_passed})  # fmt: skip
             verdicts.append(v)
         verdict = combine_scales(verdicts)
+        row["confound_check"] = _confound_check(c, glued)
         if c.get("not_testable"):
             verdict = f"not testable at this scale ({c['not_testable']})"
-        elif c.get("confound"):
+        elif c.get("confound") and row["confound_check"] in (None, True):
             verdict = f"confounded ({c['confound']})"
         elif c.get("contradicted_by"):
             verdict = f"contradicted ({c['contradicted_by']})"
         row["verdict"] = verdict
         rows.append(row)
     return rows
+
+
+def _confound_check(claim, glued):
+    """None without ``confound_if``; else whether its predicate holds (the confound is there)."""
+    check = claim.get("confound_if")
+    if check is None:
+        return None
+    names = _names(claim, check["values"], glued, claim["chapter"])
+    return bool(safe_eval(check["when"], names))
 
 
 def check_verdicts(rows) -> None:

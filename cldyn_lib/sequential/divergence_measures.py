@@ -34,3 +34,14 @@ def peak_then_fall(arrays, j: int) -> tuple[np.ndarray, np.ndarray]:
     travels*."""
     wc = arrays["weight_cos"][:, j, :, :, 3]
     return np.nanmax(wc, axis=-1), np.nanmax(wc, axis=-1) - wc[..., -1]
+
+
+def control_drift(arrays, j: int, window: int = 30) -> np.ndarray:
+    """Per mode and seed at learning rate index ``j``: how much the *control* run's training
+    loss falls over the fork (mean of its first ``window`` steps minus mean of its last), in
+    nats. Near 0 for a model that had converged when it was forked; a control that is still
+    learning moves with large updates of its own, which the zapped run shares, and that alone
+    raises the cosines. Taught in the chapter *How far a shock travels*."""
+    loss = arrays["loss"][:, j, :, 1]  # (mode, seed, step): run 1 is the control
+    w = max(1, min(window, loss.shape[-1] // 2))
+    return loss[..., :w].mean(-1) - loss[..., -w:].mean(-1)

@@ -15,15 +15,18 @@ from .divergence import DivergenceConfig, run_divergence
 from .pretrain import MODE_LABELS, PretrainConfig, load_or_pretrain, load_pretrain_data
 from .transfer import TransferConfig, load_transfer_data
 from .transfer_engine import run_transfer
-from .transfer_studies import best_probe
+from .transfer_studies import PROTOCOLS, best_probe
 
-MODE_COLORS = {"iid": "C0", "zapped_iid": "C1", "asb": "C2", "meta_asb": "C3"}
+ARM_LABELS = {"zapped_iid_kaiming": "zapped IID (Kaiming zaps)"}
+
+MODE_COLORS = {"iid": "C0", "zapped_iid": "C1", "asb": "C2", "meta_asb": "C3",
+               "zapped_iid_kaiming": "C5"}  # fmt: skip
 LAYER_COLORS = {"conv1": "#1b9e77", "conv2": "#7570b3", "conv3": "#e7298a", "head": "#d95f02"}
 
 
 def mode_label(mode: str) -> str:
-    """The book's name of a pre-training mode (\"zapped_iid\" -> \"zapped IID\")."""
-    return MODE_LABELS[mode]
+    """The book's name of a pre-training mode or arm (\"zapped_iid\" -> \"zapped IID\")."""
+    return MODE_LABELS.get(mode) or ARM_LABELS[mode]
 
 
 # ---------------------------------------------------------------- transfer
@@ -45,15 +48,18 @@ def plot_seen(ax, seen, curves, modes, *, which="acc", title=None):
 
 
 def table1(arrays, modes, full_protocols=("sequential", "iid")):
-    """Frati et al.'s Table 1 as a DataFrame, one row per mode: the final held-out accuracy (%, mean +- std
-    over seeds) of the sequential and IID linear probe (at its best lr) and of sequential /
-    IID full fine-tuning ("-" for protocols not in ``full_protocols``; "diverged" where
-    every seed diverged, and a count where some did). Taught in the chapter *Zapping and
-    transfer shock*."""
+    """Frati et al.'s Table 1 as a DataFrame, one row per pre-training arm: the final held-out
+    accuracy (%, mean +- std over seeds) of the sequential and IID linear probe and of
+    sequential / IID full fine-tuning, each at its own best lr of its grid, and the sequential
+    probe at full fine-tuning's best sequential lr (a comparison at a matched lr). "-" for
+    protocols not in ``full_protocols``; "diverged" where every seed diverged, and a count
+    where some did. Taught in the chapter *Zapping and transfer shock*."""
     import pandas as pd
 
     best = best_probe(arrays)
-    full = arrays["full_final"]
+    full, full_lr = arrays["full_final"], arrays["full_best_lr"]
+    probe_lrs = np.asarray(arrays["probe_lrs"])
+    seq = PROTOCOLS.index("sequential")
 
     def cell(v, ran=True):
         v = np.asarray(v, dtype=float)
@@ -65,17 +71,23 @@ def table1(arrays, modes, full_protocols=("sequential", "iid")):
         note = f" ({bad} diverged)" if bad else ""
         return f"{100 * np.nanmean(v):.1f} ± {100 * np.nanstd(v):.1f}{note}"
 
+    def with_lr(v, lr, ran=True):
+        return f"{cell(v, ran)} (lr {lr:g})" if ran else "-"
+
     rows = []
     for i, mode in enumerate(modes):
         lr = best["best_lr"][i]
+        k = int(np.argmin(np.abs(np.log(probe_lrs / full_lr[i, seq]))))
         rows.append((
             mode_label(mode),
-            f"{cell(best['final'][i, 0])} (lr {lr[0]:g})",
-            f"{cell(best['final'][i, 1])} (lr {lr[1]:g})",
-            cell(full[i, 0], "sequential" in full_protocols),
-            cell(full[i, 1], "iid" in full_protocols),
+            with_lr(best["final"][i, 0], lr[0]),
+            with_lr(best["final"][i, 1], lr[1]),
+            with_lr(full[i, 0], full_lr[i, 0], "sequential" in full_protocols),
+            with_lr(full[i, 1], full_lr[i, 1], "iid" in full_protocols),
+            with_lr(arrays["probe_final"][i, seq, k], probe_lrs[k], "sequential" in full_protocols),
         ))  # fmt: skip
-    columns = ["pre-training", "sequential, probe", "IID, probe", "sequential, full", "IID, full"]
+    columns = ["pre-training", "sequential, probe", "IID, probe", "sequential, full", "IID, full",
+               "sequential, probe at full's lr"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
