@@ -173,7 +173,9 @@ def test_same_seed_bitwise_identical_for_every_optimizer_and_seeds_differ():
         cfg = cl.TransferConfig(n_classes=3, eval_every=1, epochs=2, lr=1e-3,
                                       train="all", **overrides)  # fmt: skip
         a, b = cl.run_transfer(cfg, net, data), cl.run_transfer(cfg, net, data)
-        assert np.array_equal(a.loss, b.loss) and np.array_equal(a.train_loss, b.train_loss)
+        # bitwise, NaN where a run diverged (on some CPUs one of these tiny runs does)
+        assert np.array_equal(a.loss, b.loss, equal_nan=True)
+        assert np.array_equal(a.train_loss, b.train_loss, equal_nan=True)
         c = cl.run_transfer(cfg.replace(seed=1), net, data)
         assert not np.array_equal(a.loss, c.loss)
 
@@ -317,10 +319,11 @@ def test_new_pretrain_field_keeps_the_old_cache_names():
     import hashlib
     import json
 
-    fields = {k: v for k, v in cfg.to_dict().items() if k != "arch"}
+    fields = {k: v for k, v in cfg.to_dict().items() if k not in ("arch", "zap_until")}
     old = json.dumps({"type": "PretrainConfig", **fields}, sort_keys=True)
     assert cfg.key() == hashlib.sha256(old.encode()).hexdigest()[:12]
     assert cfg.replace(arch="resnet").key() != cfg.key()
+    assert cfg.replace(mode="zapped_iid", zap_until=5).key() != cfg.replace(mode="zapped_iid").key()
 
 
 def test_boundary_curve_by_hand():

@@ -338,7 +338,10 @@ def test_table1_marks_diverged_and_missing_cells():
     final[0, 0, 0, 1] = np.nan  # one diverged seed of the sequential probe
     arrays = {"probe_final": final, "probe_curves": np.zeros((1, 2, 1, 3, 2, 2)),
               "probe_lrs": np.array([1e-3]), "probe_forgetting_all": np.zeros((1, 2, 1, 3)),
-              "full_final": np.array([[[np.nan] * 3, [np.nan] * 3]])}  # fmt: skip
+              "full_final": np.array([[[np.nan] * 3, [np.nan] * 3]]),
+              "full_best_lr": np.array([[1e-4, 1e-4]])}  # fmt: skip
     row = cl.table1(arrays, ["iid"], full_protocols=("sequential",)).iloc[0].tolist()
     assert row[0] == "IID" and row[1].startswith("50.0 ± 0.0 (1 diverged)")
-    assert row[3] == "diverged" and row[4] == "-"
+    assert row[3] == "diverged (lr 0.0001)" and row[4] == "-"
+    # the sequential probe at full fine-tuning's lr: the grid's nearest value (here its only)
+    assert row[5] == "50.0 ± 0.0 (1 diverged) (lr 0.001)"
