@@ -29,8 +29,8 @@ from .transfer import TransferConfig, eval_schedule, load_transfer_data
 from .transfer_engine import run_transfer
 
 PROTOCOLS = ("sequential", "iid")
-#: rows of Table 1: the four pre-training modes, and zapped IID whose zaps resample the head
-#: with per-row Kaiming init (the reference's fan-in restarts it at about std 0.001)
+#: rows of Frati et al.'s Table 1: the four pre-training modes, and zapped IID whose zaps
+#: resample the head at per-row Kaiming scale (the reference restarts it at about std 0.001)
 SHOCK_ARMS = PRETRAIN_MODES + ("zapped_iid_kaiming",)
 
 
