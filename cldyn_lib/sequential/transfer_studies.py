@@ -138,7 +138,7 @@ def run_shock_study(
     out |= {k: v for k, v in grid.items() if not k.startswith("full_")}
     out["full_final_all"] = grid["full_final_all"]
     best = _best_index(grid["full_final_all"])  # (M, P)
-    pick = lambda a: np.stack([np.stack([a[m, p, best[m, p]] for p in range(P)]) for m in range(M)])  # noqa: E731
+    pick = lambda a: _pick(a, best)  # noqa: E731
     out["full_best_lr"] = np.array(study.full_lrs)[best]
     out["full_acc"] = pick(grid["full_acc_all"])
     out["full_loss"] = pick(grid["full_loss_all"])
@@ -214,6 +214,12 @@ def _shock_job(study: ShockStudy, i: int, s: int, spawned: bool = False) -> dict
     return {"grid": g, "seconds": seconds, "pretrain_loss": pre.losses}
 
 
+def _pick(a: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """``a[m, p, best[m, p]]`` for every arm ``m`` and protocol ``p`` (the lr axis is axis 2)."""
+    m, p = np.indices(best.shape)
+    return a[m, p, best]
+
+
 def _best_index(final: np.ndarray) -> np.ndarray:
     """Index of the grid value with the best mean over seeds, per arm and protocol
     (``final[m, p, l, s]``; a grid point with a NaN seed never wins)."""
@@ -236,8 +242,7 @@ def best_probe(arrays) -> dict[str, np.ndarray]:
     """
     final = arrays["probe_final"]
     best = _best_index(final)
-    M, P = best.shape
-    pick = lambda a: np.stack([np.stack([a[m, p, best[m, p]] for p in range(P)]) for m in range(M)])  # noqa: E731
+    pick = lambda a: _pick(a, best)  # noqa: E731
     curves = pick(arrays["probe_curves"])  # (M, P, S, 2, R)
     return {
         "best_lr": arrays["probe_lrs"][best],
