@@ -226,17 +226,50 @@ BOOK_SWEEPS: dict[str, Callable[[CyclicConfig], tuple]] = {
         variant("Adam, reset per document", optimizer="adam", reset_optimizer=True),
         variant("GD, lr 0.3", optimizer="sgd", lr=0.3),
     ),
+    # one arm per factor claim, five seeds; the base config (M=10, p=0, B=0, C=64, 4 heads,
+    # Pythia init, fixed order) and its reshuffled control are recovery5's two variants
+    "factors5": lambda b: (
+        variant("M=1", steps=1),
+        variant("p=0.3", mask_prob=0.3),
+        variant("w=0 (centre window)", window="centre", shift=0),
+        variant(f"w={b.context // 2} (centre window)", window="centre", shift=b.context // 2),
+        variant("C=32", context=32),
+        variant("C=256", context=256),
+        variant(f"B={b.arch().depth - 1}", frozen_blocks=b.arch().depth - 1),
+        variant("h=1", heads=1),
+        variant("h=8", heads=8),
+        variant("Gaussian 0.02", init="gaussian"),
+        variant(f"x2..x{b.n_docs - 1} shuffled", order="partial", shuffle_n=b.n_docs - 1),
+    ),
+    # Yang et al.'s Fig. 13 with plain gradient descent: one step per document, GD's lr from
+    # a tenth of its best M=10 lr (0.3) up to it, each lr's reshuffled control beside it
+    "one_step_gd5": lambda b: (
+        variant("GD, M=1, lr 0.03", optimizer="sgd", steps=1, lr=0.03),
+        variant("GD, M=1, lr 0.1", optimizer="sgd", steps=1, lr=0.1),
+        variant("GD, M=1, lr 0.3", optimizer="sgd", steps=1, lr=0.3),
+        variant("GD, M=1, lr 0.03, reshuffled", optimizer="sgd", steps=1, lr=0.03, order="shuffled"),
+        variant("GD, M=1, lr 0.3, reshuffled", optimizer="sgd", steps=1, lr=0.3, order="shuffled"),
+    ),
+    # Yang et al.'s Fig. 5a with a reshuffled control at every T (same T, E = 3 and steps)
+    "docs5": lambda b: tuple(
+        variant(f"T={t}{tag}", n_docs=t, order=order)
+        for t in (10, 25, 50) for tag, order in (("", "cyclic"), (", reshuffled", "shuffled"))
+    ),
+    "docs_long_control": lambda b: _values("n_docs", (100, 200), "T={}, reshuffled"),
 }  # fmt: skip
 
 #: per-sweep changes to the scale's base config (e.g. fewer epochs for the long T sweep)
 BASE_CHANGES = {
     "docs": {"epochs": 3},
     "docs_long": {"epochs": 3},
+    "docs5": {"epochs": 3},
+    "docs_long_control": {"epochs": 3, "order": "shuffled"},
     "pretrained": {"pretrain_steps": 1500},  # 1.5M tokens, about one pass over its corpus
 }
 #: sweeps with fewer seeds (T = 200 costs about 12 CPU-minutes per seed at laptop scale)
-SEEDS = {"docs_long": (0,), "recovery5": tuple(range(5)), "depth5": tuple(range(5)),
-         "adam_gd5": tuple(range(5))}  # fmt: skip
+SEEDS = {"docs_long": (0,), "docs_long_control": (0,),
+         **{n: tuple(range(5)) for n in ("recovery5", "depth5", "adam_gd5", "factors5",
+                                         "one_step_gd5", "docs5")}}  # fmt: skip
 
 
 def book_sweep(name: str, scale: str, seeds=None, **base_changes) -> CyclicSweep:
