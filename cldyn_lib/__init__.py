@@ -142,8 +142,8 @@ API: dict[str, tuple[str, ...]] = {
         "run_divergence_study",
     ),
     "sequential.transfer_studies": (
-        "SHOCK_ARMS", "ShockStudy", "arm_config", "best_probe", "run_feature_stats",
-        "run_shock_study", "zap_gains",
+        "SHOCK_ARMS", "ShockStudy", "arm_config", "best_probe", "probe_at_full_lr",
+        "run_feature_stats", "run_shock_study", "zap_gains",
     ),
     "sequential.divergence_measures": ("control_drift", "divergence_summary", "peak_then_fall"),
     "sequential.sequence": (

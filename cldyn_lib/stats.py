@@ -163,11 +163,17 @@ def verdict_of(
     when a null passes the same test and "confounded (<arm>)" when the effect does not also
     hold in a further arm it must hold in (e.g. a head with one output per task)."""
     o = effect.outcome
-    if o == "passes":
-        if any(n.outcome == "passes" for n in (nulls or {}).values()):
+    if o in ("passes", "indicative"):
+        # an indicative effect (too few seeds) is held to the same standard as it would be
+        # with enough seeds: a null or arm that is itself only indicative counts as passing
+        ok = ("passes",) if o == "passes" else ("passes", "indicative")
+        if any(n.outcome in ok for n in (nulls or {}).values()):
             return "not discriminating"
-        failed = [name for name, x in (extra or {}).items() if x.outcome != "passes"]
-        return f"confounded ({', '.join(failed)})" if failed else "reproduced"
+        failed = [name for name, x in (extra or {}).items() if x.outcome not in ok]
+        if failed:
+            return f"confounded ({', '.join(failed)})"
+        if o == "passes":
+            return "reproduced"
     return {
         "reversed": "contradicted",
         "absent": "not reproduced at this scale",

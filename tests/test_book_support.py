@@ -75,6 +75,21 @@ def test_glued_values_and_predicate_claims(tmp_path):
         cl.evaluate_claims([dict(CLAIM, chapter="other")], tmp_path)
 
 
+def test_a_claim_reads_an_arm_from_another_chapter(tmp_path):
+    executed_notebook(tmp_path / "chap.ipynb", {"x": 0.42, "flag": True})
+    executed_notebook(tmp_path / "other.ipynb", {"x": 0.9, "arm": [-0.5, -0.4, -0.6, -0.5, -0.7]})
+    claim = dict(CLAIM, values={"x": "other::x", "f": "flag"})
+    (row,) = cl.evaluate_claims([claim], tmp_path)
+    assert row["scales"][0]["shown"] == "0.9"  # the other chapter's x, not chap's 0.42
+    test = {"effect": "other::arm", "reference": 0.0, "delta": 0.0}
+    (row,) = cl.evaluate_claims([dict(CLAIM, test=test)], tmp_path)
+    assert row["verdict"] == "contradicted", row
+    with pytest.raises(KeyError, match="other::missing"):
+        cl.evaluate_claims([dict(CLAIM, values={"x": "other::missing"})], tmp_path)
+    with pytest.raises(FileNotFoundError, match="absent.ipynb"):
+        cl.evaluate_claims([dict(CLAIM, values={"x": "absent::x"})], tmp_path)
+
+
 SEEDS = {"eff5": [0.5, 0.6, 0.55, 0.7, 0.65], "ctl5": [0.1, 0.2, 0.15, 0.1, 0.2],
          "noise5": [0.45, 0.5, 0.6, 0.7, 0.66], "eff3": [0.5, 0.6, 0.55], "ctl3": [0.1, 0.2, 0.1],
          "low5": [0.0, 0.1, 0.05, 0.0, 0.1], "bad": [0.1, None]}  # fmt: skip

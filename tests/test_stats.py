@@ -69,6 +69,16 @@ def test_a_passing_null_makes_a_claim_not_discriminating():
     assert verdict_of(good, {"reshuffled": null_fails}) == "reproduced"
     assert verdict_of(good, {"reshuffled": good}) == "not discriminating"
     assert verdict_of(good, {}, {"one output per task": null_fails}).startswith("confounded")
+    # with too few seeds the same standard: a null that clears delta in every seed too, or an
+    # arm that fails, is not hidden behind "indicative"
+    three = decide([0.5] * 3, [0.1] * 3, UP)
+    three_null = decide([0.1] * 3, [0.1] * 3, UP)
+    assert verdict_of(three, {"reshuffled": three_null}) == "indicative (3 seeds)"
+    assert verdict_of(three, {"reshuffled": three}) == "not discriminating"
+    assert verdict_of(three, {}, {"one output per task": three}) == "indicative (3 seeds)"
+    assert verdict_of(three, {}, {"one output per task": three_null}) == (
+        "confounded (one output per task)"
+    )
 
 
 def test_combining_scales_and_verdict_words():

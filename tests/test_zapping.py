@@ -345,3 +345,13 @@ def test_table1_marks_diverged_and_missing_cells():
     assert row[3] == "diverged (lr 0.0001)" and row[4] == "-"
     # the sequential probe at full fine-tuning's lr: the grid's nearest value (here its only)
     assert row[5] == "50.0 ± 0.0 (1 diverged) (lr 0.001)"
+
+
+def test_probe_at_full_lr_takes_the_probe_grid_value_nearest_in_log_lr():
+    lrs = np.array([1e-4, 1e-3, 1e-2])
+    final = np.arange(2 * 2 * 3 * 2, dtype=float).reshape(2, 2, 3, 2)  # (mode, protocol, lr, seed)
+    full_lr = np.array([[2e-4, 1.0], [4e-3, 1.0]])  # sequential: nearest 1e-4, then 1e-2 in log
+    got = cl.probe_at_full_lr({"probe_lrs": lrs, "probe_final": final, "full_best_lr": full_lr})
+    assert np.allclose(got["lr"], [1e-4, 1e-2])
+    seq = cl.sequential.transfer_studies.PROTOCOLS.index("sequential")
+    assert np.array_equal(got["final"], np.stack([final[0, seq, 0], final[1, seq, 2]]))

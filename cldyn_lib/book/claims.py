@@ -128,6 +128,34 @@ def criterion(test: dict, claim_id: str = "?") -> Criterion:
         raise ValueError(f"claim {claim_id}: bad test: {err}") from None
 
 
+class _Glued(Mapping):
+    """The glued values one claim reads: its own chapter's ``key``, or ``other::key`` from
+    the executed chapter ``other`` (e.g. an arm that another chapter runs)."""
+
+    def __init__(self, chapter: str, load):
+        self.chapter, self._load = chapter, load
+
+    def _split(self, key: str) -> tuple[str, str]:
+        chapter, _, k = key.rpartition("::")
+        return chapter or self.chapter, k
+
+    def __getitem__(self, key: str) -> Any:
+        chapter, k = self._split(key)
+        return self._load(chapter)[k]
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        chapter, k = self._split(key)
+        return k in self._load(chapter)
+
+    def __iter__(self):
+        return iter(self._load(self.chapter))
+
+    def __len__(self) -> int:
+        return len(self._load(self.chapter))
+
+
 def _lookup(claim, key, glued, chapter):
     if isinstance(key, (int, float)) and not isinstance(key, bool):
         return key
@@ -248,14 +276,18 @@ def evaluate_claims(claims, executed_dir: str | Path) -> list[dict[str, Any]]:
     """
     executed_dir = Path(executed_dir)
     cache: dict[str, dict[str, Any]] = {}
+
+    def load(chapter, claim_id):
+        if chapter not in cache:
+            nb = executed_dir / f"{chapter}.ipynb"
+            if not nb.exists():
+                raise FileNotFoundError(f"claim {claim_id}: executed chapter {nb} not found")
+            cache[chapter] = glued_values(nb)
+        return cache[chapter]
+
     rows = []
     for c in claims:
-        nb = executed_dir / f"{c['chapter']}.ipynb"
-        if c["chapter"] not in cache:
-            if not nb.exists():
-                raise FileNotFoundError(f"claim {c['id']}: executed chapter {nb} not found")
-            cache[c["chapter"]] = glued_values(nb)
-        glued = cache[c["chapter"]]
+        glued = _Glued(c["chapter"], lambda ch, i=c["id"]: load(ch, i))
         row = {k: c[k] for k in ("id", "paper", "section", "where", "claim", "paper_value",
                                  "chapter")}  # fmt: skip
         row["anchor"] = c.get("anchor")

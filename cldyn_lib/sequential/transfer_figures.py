@@ -15,7 +15,7 @@ from .divergence import DivergenceConfig, run_divergence
 from .pretrain import MODE_LABELS, PretrainConfig, load_or_pretrain, load_pretrain_data
 from .transfer import TransferConfig, load_transfer_data
 from .transfer_engine import run_transfer
-from .transfer_studies import PROTOCOLS, best_probe
+from .transfer_studies import best_probe, probe_at_full_lr
 
 ARM_LABELS = {"zapped_iid_kaiming": "zapped IID (Kaiming zaps)"}
 
@@ -56,10 +56,8 @@ def table1(arrays, modes, full_protocols=("sequential", "iid")):
     where some did. Taught in the chapter *Zapping and transfer shock*."""
     import pandas as pd
 
-    best = best_probe(arrays)
+    best, matched = best_probe(arrays), probe_at_full_lr(arrays)
     full, full_lr = arrays["full_final"], arrays["full_best_lr"]
-    probe_lrs = np.asarray(arrays["probe_lrs"])
-    seq = PROTOCOLS.index("sequential")
 
     def cell(v, ran=True):
         v = np.asarray(v, dtype=float)
@@ -77,14 +75,13 @@ def table1(arrays, modes, full_protocols=("sequential", "iid")):
     rows = []
     for i, mode in enumerate(modes):
         lr = best["best_lr"][i]
-        k = int(np.argmin(np.abs(np.log(probe_lrs / full_lr[i, seq]))))
         rows.append((
             mode_label(mode),
             with_lr(best["final"][i, 0], lr[0]),
             with_lr(best["final"][i, 1], lr[1]),
             with_lr(full[i, 0], full_lr[i, 0], "sequential" in full_protocols),
             with_lr(full[i, 1], full_lr[i, 1], "iid" in full_protocols),
-            with_lr(arrays["probe_final"][i, seq, k], probe_lrs[k], "sequential" in full_protocols),
+            with_lr(matched["final"][i], matched["lr"][i], "sequential" in full_protocols),
         ))  # fmt: skip
     columns = ["pre-training", "sequential, probe", "IID, probe", "sequential, full", "IID, full",
                "sequential, probe at full's lr"]  # fmt: skip

@@ -138,12 +138,9 @@ def run_shock_study(
     out |= {k: v for k, v in grid.items() if not k.startswith("full_")}
     out["full_final_all"] = grid["full_final_all"]
     best = _best_index(grid["full_final_all"])  # (M, P)
-    pick = lambda a: _pick(a, best)  # noqa: E731
     out["full_best_lr"] = np.array(study.full_lrs)[best]
-    out["full_acc"] = pick(grid["full_acc_all"])
-    out["full_loss"] = pick(grid["full_loss_all"])
-    out["full_final"] = pick(grid["full_final_all"])
-    out["full_forgetting"] = pick(grid["full_forgetting_all"])
+    for key in ("acc", "loss", "final", "forgetting"):
+        out[f"full_{key}"] = _pick(grid[f"full_{key}_all"], best)
     seq = PROTOCOLS.index("sequential")
     out["full_train_loss"] = np.stack(
         [grid["full_train_loss_all"][m, best[m, seq]] for m in range(M)]
@@ -242,15 +239,26 @@ def best_probe(arrays) -> dict[str, np.ndarray]:
     """
     final = arrays["probe_final"]
     best = _best_index(final)
-    pick = lambda a: _pick(a, best)  # noqa: E731
-    curves = pick(arrays["probe_curves"])  # (M, P, S, 2, R)
+    curves = _pick(arrays["probe_curves"], best)  # (M, P, S, 2, R)
     return {
         "best_lr": arrays["probe_lrs"][best],
-        "final": pick(final),
+        "final": _pick(final, best),
         "acc": curves[:, :, :, 0],
         "loss": curves[:, :, :, 1],
-        "forgetting": pick(arrays["probe_forgetting_all"]),
+        "forgetting": _pick(arrays["probe_forgetting_all"], best),
     }
+
+
+def probe_at_full_lr(arrays) -> dict[str, np.ndarray]:
+    """The sequential linear probe at full fine-tuning's best sequential lr (the probe grid's
+    value nearest to it in log lr), per mode: ``lr[m]`` and ``final[m, s]``. Table 1's
+    matched-lr column; taught in the chapter *Zapping and transfer shock*."""
+    seq = PROTOCOLS.index("sequential")
+    probe_lrs = np.asarray(arrays["probe_lrs"], dtype=float)
+    full_lr = np.asarray(arrays["full_best_lr"], dtype=float)[:, seq]
+    k = np.abs(np.log(probe_lrs[None, :] / full_lr[:, None])).argmin(axis=1)
+    final = arrays["probe_final"][np.arange(len(k)), seq, k]
+    return {"lr": probe_lrs[k], "final": final}
 
 
 def run_feature_stats(study: ShockStudy) -> dict[str, np.ndarray]:
