@@ -46,8 +46,8 @@ API: dict[str, tuple[str, ...]] = {
     ),
     "results": (
         "Result", "committed_result", "cpu_signature", "live_result", "load_or_compute",
-        "load_result", "may_compute", "provenance", "reproduction_tolerance", "result_path",
-        "results_dir", "save_result",
+        "load_result", "may_compute", "provenance", "reproduces", "reproduction_tolerance",
+        "result_path", "results_dir", "save_result",
     ),
     "checkpoint": ("CheckpointError", "DivergedError", "deterministic"),
     "files": ("cache_dir", "write_atomic"),
@@ -148,7 +148,8 @@ API: dict[str, tuple[str, ...]] = {
     "sequential.divergence_measures": ("control_drift", "divergence_summary", "peak_then_fall"),
     "sequential.sequence": (
         "SequenceStudy", "best_lr_index", "epoch1_since_training", "loss_since_training",
-        "run_sequence_study", "sequence_metrics", "sequence_summary",
+        "loss_spikes", "run_sequence_study", "sequence_metrics", "sequence_summary",
+        "untrained_interference",
     ),
     "sequential.sequence_sweeps": (
         "OPTIMIZER_PAIR", "SequenceSweep", "open_question_studies", "pair_at_best_lr",

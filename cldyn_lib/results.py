@@ -152,6 +152,22 @@ def reproduction_tolerance(prov: Mapping[str, Any]) -> float:
     return 0.0 if same_cpu and prov.get("versions") == package_versions() else 0.05
 
 
+def reproduces(stored, again, tol: float) -> bool:
+    """Whether a re-run's array ``again`` reproduces the committed ``stored`` within ``tol``
+    (:func:`reproduction_tolerance`): bitwise when ``tol`` is 0 (NaN equal to NaN); else the
+    first quarter of axis 0 (time: steps or evaluations) within ``tol`` everywhere and the
+    whole array within ``tol`` on average, since round-off grows over training on another
+    CPU while a wrong run misses both by far. Taught in the appendix *Many runs at once*."""
+    stored, again = np.atleast_1d(np.asarray(stored)), np.atleast_1d(np.asarray(again))
+    if stored.shape != again.shape:
+        return False
+    if tol == 0:
+        return bool(np.array_equal(stored, again, equal_nan=True))
+    head = max(1, len(stored) // 4)
+    start = np.allclose(stored[:head], again[:head], atol=tol, rtol=0, equal_nan=True)
+    return bool(start and abs(np.nanmean(stored) - np.nanmean(again)) < tol)
+
+
 def device_info(device: str = "cpu") -> dict[str, Any]:
     """The device a result was computed on (name, CPU signature, threads; TF32 on CUDA)."""
     info: dict[str, Any] = {"type": device, "name": platform.processor() or platform.machine()}

@@ -271,6 +271,25 @@ def test_run_metrics_and_loss_since_training_by_hand():
     assert np.allclose(since[1, :3], [0.0, 0.5, -1.0]) and np.isnan(since[1, 3])
 
 
+def test_untrained_interference_and_loss_spikes_by_hand():
+    # 3 tasks, 2 epochs: rows 0..6; step i (row i + 1) trains task i % 3
+    loss = np.array([[5.0, 5.0, 5.0],
+                     [1.0, 5.5, 6.0],   # task 0 trained: untrained tasks 1, 2 rise 0.5 and 1.0
+                     [1.5, 0.5, 6.5],   # task 1 trained: untrained task 2 rises 0.5
+                     [2.0, 1.0, 0.5],   # task 2 trained
+                     [0.2, 4.0, 0.7],   # epoch 2, task 0 trained: task 1 spikes by 3.0
+                     [0.4, 0.1, 0.6],
+                     [0.5, 0.3, 0.1]])  # fmt: skip
+    assert math.isclose(cl.untrained_interference(loss, 3), (0.5 + 1.0 + 0.5) / 3)
+    assert math.isclose(cl.loss_spikes(loss, 3, [2]), 3.0)
+    # epoch 1: the trained task's own drop is left out, the others' largest rise is 1.0
+    assert math.isclose(cl.loss_spikes(loss, 3, [1]), 1.0)
+    both = cl.loss_spikes(np.stack([loss, loss - 1.0]), 3, [1, 2])  # leading run axes
+    assert np.allclose(both, [3.0, 3.0])
+    with pytest.raises(ValueError, match="epochs must lie in 1..2"):
+        cl.loss_spikes(loss, 3, [3])
+
+
 def test_best_lr_index_never_picks_a_diverged_or_padded_learning_rate():
     acc = np.array([[[0.5, 0.5, 0.5], [0.9, np.nan, 0.9], [np.nan, np.nan, np.nan]],
                     [[0.1, 0.2, 0.3], [0.2, 0.3, 0.4], [0.3, 0.3, 0.4]]])  # fmt: skip

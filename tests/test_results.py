@@ -76,6 +76,20 @@ def test_reproduction_tolerance_is_zero_only_on_the_same_cpu_and_packages():
     assert cl.reproduction_tolerance({}) == 0.05  # results made before the signature existed
 
 
+def test_reproduces_is_bitwise_at_zero_tolerance_and_checks_start_and_mean_otherwise():
+    curve = np.linspace(5.0, 1.0, 40)
+    assert cl.reproduces(curve, curve.copy(), 0.0)
+    assert not cl.reproduces(curve, curve + 1e-9, 0.0)  # bitwise means bitwise
+    assert cl.reproduces(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]), 0.0)
+    drift = curve + np.linspace(0.0, 0.08, 40)  # round-off growing over training (mean 0.04)
+    assert cl.reproduces(curve, drift, 0.05)
+    assert not cl.reproduces(curve, curve + 0.1, 0.05)  # off from the start
+    late = curve.copy()
+    late[10:] += 0.3  # right at the start, wrong later: the mean gives it away
+    assert not cl.reproduces(curve, late, 0.05)
+    assert not cl.reproduces(curve, curve[:-1], 0.05)  # another shape
+
+
 def test_git_provenance_from_the_environment_without_a_repository(monkeypatch):
     """A copy on a GPU machine has no .git: the commit and cleanliness come from the
     environment, set by whoever copied a clean commit there."""

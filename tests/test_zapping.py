@@ -355,3 +355,23 @@ def test_probe_at_full_lr_takes_the_probe_grid_value_nearest_in_log_lr():
     assert np.allclose(got["lr"], [1e-4, 1e-2])
     seq = cl.sequential.transfer_studies.PROTOCOLS.index("sequential")
     assert np.array_equal(got["final"], np.stack([final[0, seq, 0], final[1, seq, 2]]))
+
+
+def test_shock_study_arrays_do_not_depend_on_the_number_of_workers(tmp_path, monkeypatch):
+    from conftest import need_mirror
+
+    need_mirror()
+    monkeypatch.setenv("CLDYN_CACHE", str(tmp_path))  # spawned workers inherit it
+    study = cl.ShockStudy.preset("ci").replace(
+        modes=("iid", "zapped_iid"), n_seeds=1, probe_lrs=(1e-3,), full_lrs=(1e-3, 3e-3)
+    )
+    one = cl.run_shock_study(study, workers=1)
+    two = cl.run_shock_study(study, workers=2)
+    assert set(one) == set(two)
+    for key in one:
+        assert np.array_equal(one[key], two[key], equal_nan=True), key
+    M, P, S = 2, 2, 1
+    assert one["probe_final"].shape == (M, P, 1, S)
+    assert one["full_final_all"].shape == (M, P, 2, S) and one["full_best_lr"].shape == (M, P)
+    assert one["full_train_loss"].shape[:2] == (M, S)
+    assert one["pretrain_loss_zapped_iid"].shape[0] == S

@@ -251,6 +251,41 @@ def loss_since_training(loss, rows, horizon: int | None = None) -> np.ndarray:
     return out
 
 
+def _steps(loss, n_tasks: int):
+    """Per evaluation i (row i + 1 of ``loss``): the change of every task's loss over that
+    step, and the task trained in it (tasks in order, every epoch)."""
+    loss = np.asarray(loss, float)
+    change = loss[..., 1:, :] - loss[..., :-1, :]  # (..., R - 1, T)
+    trained = np.arange(change.shape[-2]) % n_tasks
+    return change, trained
+
+
+def untrained_interference(loss, n_tasks: int) -> np.ndarray:
+    """Mean rise of the loss of tasks not trained yet, per task trained in epoch 1 (nats;
+    positive = training a task hurts the tasks still to come: Frati et al.'s "initial
+    interference on untrained tasks", their Mechanism 3). ``loss``: (..., E*T + 1, T) ->
+    (...). Taught in the chapter *Optimizers and sequential learning*."""
+    change, _ = _steps(loss, n_tasks)
+    i, j = np.indices((n_tasks - 1, n_tasks))
+    later = j > i  # after the step of task i, tasks i+1.. are untrained
+    return change[..., : n_tasks - 1, :][..., later].mean(-1)
+
+
+def loss_spikes(loss, n_tasks: int, epochs) -> np.ndarray:
+    """Largest one-step rise of any task's loss while another task is trained, within the
+    given epochs (1-based): Frati et al.'s "catastrophic forgetting spikes" of SGD in later
+    epochs (their Fig. 6). ``loss``: (..., E*T + 1, T) -> (...). Taught in the chapter
+    *Optimizers and sequential learning*."""
+    change, trained = _steps(loss, n_tasks)
+    E = change.shape[-2] // n_tasks
+    bad = [e for e in epochs if not 1 <= e <= E]
+    if bad:
+        raise ValueError(f"epochs must lie in 1..{E}; got {bad}")
+    rows = np.concatenate([np.arange((e - 1) * n_tasks, e * n_tasks) for e in epochs])
+    other = np.arange(n_tasks)[None, :] != trained[rows][:, None]  # (rows, T)
+    return change[..., rows, :][..., other].max(-1)
+
+
 def epoch1_since_training(summary, v: int, t: int, n_tasks: int) -> np.ndarray:
     """Per seed, the mean over tasks of :func:`loss_since_training` in epoch 1, for variant
     ``v`` and train ``t`` of a :func:`sequence_summary` at its best learning rate: shape

@@ -96,40 +96,27 @@ def run_shock_study(
     """
     workers = workers if workers is not None else int(os.environ.get("CLDYN_WORKERS", "1"))
     check_int("workers", workers, 1, 64)
-    M, P, S = len(study.modes), len(PROTOCOLS), study.n_seeds
-    L, F = len(study.probe_lrs), len(study.full_lrs)
-    tcfg = TransferConfig.preset(study.scale)
-    seen, _ = eval_schedule(tcfg)
-    R = len(seen)
-    n_steps = tcfg.n_classes * load_transfer_data(tcfg).train_x.shape[1]
-    grid = {
-        "probe_final": np.full((M, P, L, S), np.nan),
-        "probe_curves": np.full((M, P, L, S, 2, R), np.nan),
-        "probe_forgetting_all": np.full((M, P, L, S), np.nan),
-        "full_acc_all": np.full((M, P, F, S, R), np.nan),
-        "full_loss_all": np.full((M, P, F, S, R), np.nan),
-        "full_final_all": np.full((M, P, F, S), np.nan),
-        "full_forgetting_all": np.full((M, P, F, S), np.nan),
-        "full_train_loss_all": np.full((M, F, S, n_steps), np.nan),
-    }
-    seconds = np.zeros((M, S))
-    pre_losses = {}
+    M, S = len(study.modes), study.n_seeds
+    seen, _ = eval_schedule(TransferConfig.preset(study.scale))
     jobs = [(i, s) for i in range(M) for s in range(S)]
     # the slowest pre-training first, so that the workers finish together
     jobs.sort(key=lambda j: -("asb" in study.modes[j[0]]))
+    done = {}
     bar = tqdm(total=len(jobs), desc="shock study", disable=not progress)
     for (i, s), job in zip(
         jobs, _map(_shock_job, [(study, i, s, workers > 1) for i, s in jobs], workers)
     ):
-        for key, value in job["grid"].items():
-            if key == "full_train_loss_all":
-                grid[key][i, :, s] = value
-            else:
-                grid[key][i, :, :, s] = value
-        seconds[i, s] = job["seconds"]
-        pre_losses[i, s] = job["pretrain_loss"]
+        done[i, s] = job
         bar.update()
     bar.close()
+
+    def stack(key):  # (arm, ..., seed right after the lr axis, ...)
+        axis = _LR_AXIS.get(key, 1) + 1
+        return np.stack([np.stack([np.asarray(done[i, s]["grid"][key], dtype=float)
+                                   for s in range(S)], axis=axis) for i in range(M)])  # fmt: skip
+
+    grid = {key: stack(key) for key in done[jobs[0]]["grid"]}
+    seconds = np.array([[done[i, s]["seconds"] for s in range(S)] for i in range(M)], dtype=float)
     out = {
         "seen": seen,
         "probe_lrs": np.array(study.probe_lrs),
@@ -147,7 +134,7 @@ def run_shock_study(
     )
     out["pretrain_seconds"] = seconds
     for i, arm in enumerate(study.modes):
-        out[f"pretrain_loss_{arm}"] = np.stack([pre_losses[i, s] for s in range(S)])
+        out[f"pretrain_loss_{arm}"] = np.stack([done[i, s]["pretrain_loss"] for s in range(S)])
     return out
 
 
@@ -163,6 +150,11 @@ def _map(fn, args, workers: int):
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         yield from pool.map(fn, *zip(*args))
+
+
+#: the lr axis of each array of a :func:`_shock_job` grid (1: after the protocol axis); the
+#: study's arrays put the seed axis right after it
+_LR_AXIS = {"full_train_loss_all": 0}  # sequential full fine-tuning only: (lr, step)
 
 
 def _shock_job(study: ShockStudy, i: int, s: int, spawned: bool = False) -> dict:
