@@ -356,3 +356,21 @@ def test_boundary_curve_by_hand():
     assert np.allclose(cl.boundary_curve(np.stack([loss, 2 * loss]), 2), [curve, 2 * curve])
     with pytest.raises(ValueError, match=r"epoch must be in \[2, 2\]"):
         cl.boundary_curve(loss, 3)
+
+
+def test_sequence_sweep_with_one_output_per_task_keeps_the_old_names():
+    spare = cl.SequenceSweep(scale="laptop", field="n_classes", values=(5, 50))
+    exact = spare.replace(one_output_per_task=True)
+    assert [spare.study(v).head_outputs for v in (5, 50)] == [0, 0]  # the pre-trained head's
+    assert [exact.study(v).head_outputs for v in (5, 50)] == [5, 50]
+    assert exact.key() != spare.key()
+    # the field is left out of the key at its default: committed sweeps keep their file names
+    blob = {"type": "Sweep", **{k: v for k, v in spare.to_dict().items()
+                                if k != "one_output_per_task"}}  # fmt: skip
+    import hashlib
+    import json
+
+    text = json.dumps(blob, sort_keys=True)
+    assert spare.key() == hashlib.sha256(text.encode()).hexdigest()[:12]
+    with pytest.raises(ConfigError, match="one_output_per_task must be True or False"):
+        spare.replace(one_output_per_task=1)

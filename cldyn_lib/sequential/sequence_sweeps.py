@@ -42,12 +42,14 @@ class SequenceSweep(Config):
     """``SequenceStudy.preset(scale, **overrides)`` with ``field`` set to each of ``values``."""
 
     KEY_TYPE = "Sweep"  #: the class's name when its results were committed
+    KEY_OMIT_DEFAULTS = ("one_output_per_task",)  #: added later: old results keep their names
 
     scale: str = "ci"
     field: str = "n_classes"  #: one of SWEEP_FIELDS
     values: tuple = (5, 10, 20)
     overrides: tuple = ()  #: ((name, value), ...) applied to every study of the sweep
     horizon: int = 10  #: evaluations after a task's training kept in the "since" curves
+    one_output_per_task: bool = False  #: a fresh head of n_classes rows in every study
 
     PRESETS = {s: dict(scale=s) for s in SCALES}
 
@@ -60,11 +62,16 @@ class SequenceSweep(Config):
             raise ConfigError(f"overrides must be a tuple of (name, value) pairs; got "
                               f"{self.overrides!r}")  # fmt: skip
         check_int("horizon", self.horizon, 1, 10_000)
+        if not isinstance(self.one_output_per_task, bool):
+            raise ConfigError(
+                f"one_output_per_task must be True or False; got {self.one_output_per_task!r}"
+            )
         for v in self.values:
             self.study(v)  # every study of the sweep must be a valid config
 
     def study(self, value) -> SequenceStudy:
-        return SequenceStudy.preset(self.scale, **dict(self.overrides), **{self.field: value})
+        study = SequenceStudy.preset(self.scale, **dict(self.overrides), **{self.field: value})
+        return study.replace(head_outputs=study.n_classes) if self.one_output_per_task else study
 
 
 def run_sequence_sweep(sweep: SequenceSweep, progress: bool = False) -> dict[str, np.ndarray]:
@@ -158,6 +165,13 @@ def open_question_studies(scale: str) -> dict[str, Config]:
         "shift": SequenceSweep(scale=scale, field="task_rotation",
                        values=(0.0, 45.0) if ci else (0.0, 5.0, 15.0, 45.0, 90.0),
                        overrides=probe1),
+        # the same two sweeps without the spare outputs (one output per task, laptop only)
+        "length_exact": SequenceSweep(scale=scale, field="n_classes",
+                              values=(5, 10, 20) if ci else (5, 10, 20, 50, 100, 200),
+                              overrides=probe1, one_output_per_task=True),
+        "shift_exact": SequenceSweep(scale=scale, field="task_rotation",
+                             values=(0.0, 45.0) if ci else (0.0, 5.0, 15.0, 45.0, 90.0),
+                             overrides=probe1, one_output_per_task=True),
         "batch": SequenceSweep(scale=scale, field="batch_size", values=(1, 5) if ci else (1, 3, 5, 15),
                        overrides=pair + ((("trains", ("head",)),) if ci else ())),
         "pretrain": SequenceSweep(scale=scale, field="pretrain_epochs", values=(2, 8) if ci else (1, 3, 10),
