@@ -105,7 +105,7 @@ API: dict[str, tuple[str, ...]] = {
     ),
     "cyclic.vision": (
         "VisionConfig", "run_vision", "run_vision_seeds", "vision_items", "vision_preset",
-        "vision_runs", "vision_study",
+        "vision_runs", "vision_study", "vision_study5",
     ),
     "cyclic.sweeps": (
         "BOOK_SWEEPS", "rerun_sweep_run", "CyclicSweep", "CyclicSweepData", "book_sweep", "doc_recovery_scores",

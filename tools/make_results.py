@@ -40,12 +40,8 @@ def recipes() -> dict[str, tuple]:
     out["probes-T50"] = ("probes", cl.CyclicConfig.preset("laptop", n_docs=50, epochs=4),
                          cl.probe_study, "laptop")  # fmt: skip
     for m in ("vit", "cnn", "igpt"):
-        out[f"vision-{m}"] = (
-            f"vision-{m}",
-            cl.vision_preset("laptop", m),
-            cl.vision_study,
-            "laptop",
-        )
+        out[f"vision5-{m}"] = (f"vision5-{m}", cl.vision_preset("laptop", m), cl.vision_study5,
+                               "laptop")  # fmt: skip
     out["sequence-study"] = ("sequence-study", cl.SequenceStudy.preset("laptop"),
                              cl.run_sequence_study, "laptop")  # fmt: skip
     for key, cfg in cl.open_question_studies("laptop").items():
