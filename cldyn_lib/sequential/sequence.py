@@ -273,8 +273,8 @@ def untrained_interference(loss, n_tasks: int) -> np.ndarray:
 
 def loss_spikes(loss, n_tasks: int, epochs) -> np.ndarray:
     """Largest one-step rise of any task's loss while another task is trained, within the
-    given epochs (1-based): Frati et al.'s "catastrophic forgetting spikes" of SGD in later
-    epochs (their Fig. 6). ``loss``: (..., E*T + 1, T) -> (...). Taught in the chapter
+    given epochs (1-based): the "catastrophic forgetting spikes" of SGD in later epochs of
+    Frati et al.'s Fig. 6. ``loss``: (..., E*T + 1, T) -> (...). Taught in the chapter
     *Optimizers and sequential learning*."""
     change, trained = _steps(loss, n_tasks)
     E = change.shape[-2] // n_tasks
