@@ -55,10 +55,12 @@ test: $(HTML) lint
 	$(PY) -m pytest -q tests
 	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env _build/src/book
 
+# RESULTS_JOBS results at once (default 2, one per core of the development machine)
+RESULTS_JOBS ?= 2
 # regenerate every committed CPU result that this library code has not made yet (resumable;
 # refuses a tree with modified tracked files; see tools/make_results.py --list)
 results: $(STAMP)
-	$(PY) tools/make_results.py
+	$(PY) tools/make_results.py --jobs $(RESULTS_JOBS)
 
 clean:
 	rm -rf _build

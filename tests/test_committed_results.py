@@ -111,3 +111,25 @@ def test_make_results_treats_dirty_files_as_missing(tmp_path, monkeypatch, git, 
         results.result_path("sweep-frozen", cfg, "laptop"), {"a": np.zeros(1)}, prov
     )
     assert (make_results.status("sweep-frozen", cfg, "laptop") == "current") is ok
+
+
+def test_make_results_runs_at_most_jobs_processes_and_keeps_every_exit_code(tmp_path):
+    import sys
+
+    import make_results
+
+    child = (
+        "import pathlib, sys, time\n"
+        "d, i = pathlib.Path(sys.argv[1]), sys.argv[2]\n"
+        "(d / f'run{i}').touch()\n"
+        "(d / f'seen{i}').write_text(str(len(list(d.glob('run*')))))\n"
+        "time.sleep(1.5)\n"
+        "(d / f'run{i}').unlink()\n"
+        "sys.exit(3 if i == '2' else 0)\n"
+    )
+    commands = [[sys.executable, "-c", child, str(tmp_path), str(i)] for i in range(5)]
+    assert make_results.run_parallel(commands, 2) == [0, 0, 3, 0, 0]
+    seen = [int((tmp_path / f"seen{i}").read_text()) for i in range(5)]
+    assert max(seen) <= 2 and max(seen) == 2  # two at once, never three
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        make_results.run_parallel(commands, 0)

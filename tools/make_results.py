@@ -3,6 +3,7 @@
     python tools/make_results.py            # every result not yet made by this library code
     python tools/make_results.py --list     # what it would do, and why
     python tools/make_results.py sweep-width probes-T50   # only these
+    python tools/make_results.py --jobs 2   # two results at once, each in its own process
 
 Resumable: a result whose file records a clean tree and the current library source hash
 (``provenance["git"]["library_sha256"]``, :func:`cldyn_lib.results.library_sha256`) is
@@ -15,6 +16,8 @@ Results made on a GPU name their own command (tools/gpu_*.py) and are not made h
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -75,11 +78,40 @@ def status(name, config, scale) -> str:
     return "current"
 
 
+#: the longest results (hours of CPU between them), started first when --jobs > 1
+LONG_FIRST = ("shock-study", "sweep-factors5", "divergence-study", "feature-stats",
+              "sweep-docs_long", "sweep-docs_long_control", "sweep-width", "sweep-docs5")  # fmt: skip
+
+
+def run_parallel(commands: list[list[str]], jobs: int, env=None) -> list[int]:
+    """Run ``commands`` (argument lists), at most ``jobs`` at a time, in the order given;
+    return their exit codes in that order. Each child's output goes to this terminal."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1; got {jobs}")
+    codes: list[int | None] = [None] * len(commands)
+    running: dict[int, subprocess.Popen] = {}
+    queue = list(range(len(commands)))
+    while queue or running:
+        while queue and len(running) < jobs:
+            i = queue.pop(0)
+            running[i] = subprocess.Popen(commands[i], env=env)
+        for i, proc in list(running.items()):
+            if proc.poll() is not None:
+                codes[i] = proc.returncode
+                del running[i]
+        time.sleep(0.2)
+    return [int(c) for c in codes]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="short names (default: all; see --list)")
     parser.add_argument("--list", action="store_true", help="show each result's status and stop")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="results made at once, each in its own process (default 1)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1; got {args.jobs}")
     todo = recipes()
     unknown = [n for n in args.names if n not in todo]
     if unknown:
@@ -100,6 +132,17 @@ def main(argv=None) -> int:
         )
         return 2
     t_all = time.perf_counter()
+    if args.jobs > 1:
+        stale = [n for n in names if status(*(todo[n][i] for i in (0, 1, 3))) != "current"]
+        stale.sort(key=lambda n: LONG_FIRST.index(n) if n in LONG_FIRST else len(LONG_FIRST))
+        print(f"{len(names) - len(stale)} current, {len(stale)} to make, {args.jobs} at once",
+              flush=True)  # fmt: skip
+        env = {**os.environ, "CLDYN_WORKERS": "1"}  # the jobs already fill the cores
+        codes = run_parallel([[sys.executable, __file__, n] for n in stale], args.jobs, env)
+        failed = [n for n, c in zip(stale, codes) if c != 0]
+        print(f"all done in {(time.perf_counter() - t_all) / 60:.1f} min"
+              + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)  # fmt: skip
+        return 1 if failed else 0
     for n in names:
         name, cfg, fn, scale = todo[n]
         why = status(name, cfg, scale)
