@@ -243,8 +243,8 @@ def best_probe(arrays) -> dict[str, np.ndarray]:
 
 def probe_at_full_lr(arrays) -> dict[str, np.ndarray]:
     """The sequential linear probe at full fine-tuning's best sequential lr (the probe grid's
-    value nearest to it in log lr), per mode: ``lr[m]`` and ``final[m, s]``. Table 1's
-    matched-lr column; taught in the chapter *Zapping and transfer shock*."""
+    value nearest to it in log lr), per mode: ``lr[m]`` and ``final[m, s]``. The matched-lr
+    column of Frati et al.'s Table 1; taught in the chapter *Zapping and transfer shock*."""
     seq = PROTOCOLS.index("sequential")
     probe_lrs = np.asarray(arrays["probe_lrs"], dtype=float)
     full_lr = np.asarray(arrays["full_best_lr"], dtype=float)[:, seq]
