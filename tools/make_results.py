@@ -86,21 +86,12 @@ LONG_FIRST = ("shock-study", "sweep-factors5", "divergence-study", "feature-stat
 def run_parallel(commands: list[list[str]], jobs: int, env=None) -> list[int]:
     """Run ``commands`` (argument lists), at most ``jobs`` at a time, in the order given;
     return their exit codes in that order. Each child's output goes to this terminal."""
+    from concurrent.futures import ThreadPoolExecutor
+
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1; got {jobs}")
-    codes: list[int | None] = [None] * len(commands)
-    running: dict[int, subprocess.Popen] = {}
-    queue = list(range(len(commands)))
-    while queue or running:
-        while queue and len(running) < jobs:
-            i = queue.pop(0)
-            running[i] = subprocess.Popen(commands[i], env=env)
-        for i, proc in list(running.items()):
-            if proc.poll() is not None:
-                codes[i] = proc.returncode
-                del running[i]
-        time.sleep(0.2)
-    return [int(c) for c in codes]
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(lambda c: subprocess.run(c, env=env).returncode, commands))
 
 
 def main(argv=None) -> int:
