@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 SCALE ?= ci
 STAMP := $(VENV)/.installed-stamp
 
-# On 2 busy cores one torch thread ran small training loops 3-10x faster than two, and the
-# chapters are executed one after another: one thread per process. Override on a big machine.
+# On 2 busy cores one torch thread ran small training loops 3-10x faster than two: one thread
+# per process, and JOBS processes at once (chapters, test workers, results; one per core of
+# the development machine). Override both on a big machine: `make test JOBS=8`.
+JOBS ?= 2
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 # never let a loader try the network during the build or the tests on this machine
@@ -35,28 +37,31 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 
 book: $(HTML)
 $(HTML): $(STAMP) $(BOOK_SOURCES)
-	$(PY) tools/build_book.py --scale $(SCALE)
+	$(PY) tools/build_book.py --scale $(SCALE) --jobs $(JOBS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check cldyn_lib tests tools benchmarks book
 	$(PY) -m ruff format --check cldyn_lib tests tools benchmarks
 
 unit: $(STAMP)
-	$(PY) -m pytest -q -m "not book" tests
+	$(PY) -m pytest -q -n $(JOBS) -m "not book" tests
 
-# nbval re-executes the executed chapters and compares the outputs marked NBVAL_CHECK_OUTPUT
+# nbval re-executes the executed chapters and compares the outputs marked NBVAL_CHECK_OUTPUT;
+# -n: pytest-xdist workers, --dist loadfile keeps each notebook's cells on one kernel
+NBVAL := $(PY) -m pytest -q -n $(JOBS) --dist loadfile -p no:cacheprovider --nbval-lax \
+	--nbval-current-env _build/src/book
 nbval: $(HTML)
-	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env _build/src/book
+	$(NBVAL)
 
 browser: $(HTML)
-	$(PY) -m pytest -q -m book tests
+	$(PY) -m pytest -q -n $(JOBS) -m book tests
 
 test: $(HTML) lint
-	$(PY) -m pytest -q tests
-	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env _build/src/book
+	$(PY) -m pytest -q -n $(JOBS) tests
+	$(NBVAL)
 
-# RESULTS_JOBS results at once (default 2, one per core of the development machine)
-RESULTS_JOBS ?= 2
+# RESULTS_JOBS results at once (default JOBS)
+RESULTS_JOBS ?= $(JOBS)
 # regenerate every committed CPU result that this library code has not made yet (resumable;
 # refuses a tree with modified tracked files; see tools/make_results.py --list)
 results: $(STAMP)

@@ -1,6 +1,8 @@
 """Glue, reading glued values back, and the claims registry."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +222,19 @@ def test_status_tables_group_escape_and_link(tmp_path):
     assert cl.verdict_count_table(cl.verdict_counts(rows)).set_index("verdict")[
         "claims"
     ].to_dict() == {"reproduced": 1, "indicative": 2}
+
+
+def test_build_book_orders_chapters_longest_first_and_checks_jobs():
+    """`make book` runs two chapters at once; the last build's longest chapter starts first,
+    a chapter never timed (a new one) before all of them, and --jobs must be at least 1."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_book as bb
+
+    nbs = [bb.SRC / "book" / f"{n}.ipynb" for n in ("a", "b", "c", "new")]
+    times = {"book/a.ipynb": 3.0, "book/b.ipynb": 30.0, "book/c.ipynb": 10.0}
+    assert [nb.stem for nb in bb.longest_first(nbs, times)] == ["new", "b", "c", "a"]
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        bb.execute(nbs, "ci", jobs=0)
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "build_book.py"), "--jobs", "0"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "--jobs must be at least 1" in r.stderr
