@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -267,8 +268,10 @@ def load_or_compute(
             f"load_or_compute({name!r}, config, ..., allow_compute=True) at that scale, then "
             f"commit {display_path(path)}."
         )
+    t0 = time.perf_counter()
     arrays = dict(compute(config))
     prov = provenance(config, scale=scale, device=device, sources=sources)
+    prov["compute_seconds"] = round(time.perf_counter() - t0, 1)  # what `make results` costs
     save_result(path, arrays, prov)
     return Result(arrays, prov, path)
 

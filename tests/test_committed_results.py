@@ -113,6 +113,17 @@ def test_make_results_treats_dirty_files_as_missing(tmp_path, monkeypatch, git, 
     assert (make_results.status("sweep-frozen", cfg, "laptop") == "current") is ok
 
 
+def test_make_results_adds_up_the_recorded_compute_time(tmp_path):
+    import make_results
+
+    timed, sweep, old = tmp_path / "timed.npz", tmp_path / "sweep.npz", tmp_path / "old.npz"
+    results.save_result(timed, {"a": np.zeros(1)}, {"compute_seconds": 12.5})
+    results.save_result(sweep, {"seconds": np.array([[1.0, 2.0], [3.0, 4.0]])}, {})
+    results.save_result(old, {"a": np.zeros(1)}, {})
+    got = [make_results.recorded_seconds(p) for p in (timed, sweep, old)]
+    assert got == [12.5, 10.0, None]
+
+
 def test_make_results_runs_at_most_jobs_processes_and_keeps_every_exit_code(tmp_path):
     import sys
 

@@ -59,6 +59,8 @@ def test_load_or_compute_computes_once(results_dir):
     second = results.load_or_compute("demo", cfg, compute, scale="laptop")
     assert len(calls) == 1 and second["value"][0] == 7
     assert first.path == second.path and cfg.key() in second.path.name
+    # the compute time is recorded (the regeneration time of `make results` adds these up)
+    assert second.provenance["compute_seconds"] == first.provenance["compute_seconds"] >= 0
     results.load_or_compute("demo", cfg, compute, scale="laptop", recompute=True)
     assert len(calls) == 2
     with pytest.raises(FileNotFoundError, match="computing it is not allowed"):

@@ -78,6 +78,17 @@ def status(name, config, scale) -> str:
     return "current"
 
 
+def recorded_seconds(path) -> float | None:
+    """The compute time a committed result records: ``provenance["compute_seconds"]``, else
+    the sum of a sweep's per-run ``seconds``; None for older files that record neither."""
+    res = results.load_result(path)
+    if "compute_seconds" in res.provenance:
+        return float(res.provenance["compute_seconds"])
+    if "seconds" in res.arrays:
+        return float(res.arrays["seconds"].sum())
+    return None
+
+
 #: the longest results (hours of CPU between them), started first when --jobs > 1
 LONG_FIRST = ("shock-study", "sweep-factors5", "divergence-study", "feature-stats",
               "sweep-docs_long", "sweep-docs_long_control", "sweep-width", "sweep-docs5")  # fmt: skip
@@ -109,11 +120,16 @@ def main(argv=None) -> int:
         parser.error(f"unknown result(s) {', '.join(unknown)}; choose from {', '.join(todo)}")
     names = args.names or list(todo)
     if args.list:
+        timed = []
         for n in names:
             name, cfg, _, scale = todo[n]
-            print(
-                f"{n:24s} {results.result_path(name, cfg, scale).name:48s} {status(name, cfg, scale)}"
-            )
+            path = results.result_path(name, cfg, scale)
+            sec = recorded_seconds(path) if path.exists() else None
+            timed += [sec] if sec is not None else []
+            took = f"{sec / 60:6.1f} min" if sec is not None else "     ? min"
+            print(f"{n:24s} {path.name:48s} {took}  {status(name, cfg, scale)}")
+        print(f"recorded compute: {sum(timed) / 3600:.1f} h in {len(timed)} of {len(names)} "
+              f"results (one process each)")  # fmt: skip
         return 0
     git = results.git_commit()
     if git["dirty"] is not False:
