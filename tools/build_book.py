@@ -9,9 +9,9 @@ Steps (all outputs are build artifacts under ``_build/``):
    ``_build/src/vendor`` (cached in ``_build/vendor-cache``), so the pages render offline;
 3. execute the notebooks with papermill, injecting ``SCALE``, ``--jobs`` at a time (each in
    its own process with one torch thread; default 2, one per core of the development
-   machine), longest first by the last build's times, then the pages that read the executed
-   chapters (:data:`READ_EXECUTED`: reproduction status, execution times); the cell papermill injects is tagged
-   ``remove-cell`` (the page shows the chapter's own parameters cell and says its scale);
+   machine), longest first by the last build's times, then the pages that read the
+   executed chapters (:data:`READ_EXECUTED`: reproduction status, execution times); the
+   cell papermill injects is tagged ``remove-cell`` (the page shows the chapter's own parameters cell and says its scale);
 4. ``jupyter-book build -W -n --keep-going`` on the executed copy (``execute_notebooks: off``),
    so any notebook error or Sphinx warning fails the build.
 
@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/: make_results
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
@@ -142,32 +144,33 @@ def execute_one(nb: Path, scale: str) -> float:
 def longest_first(notebooks: list[Path], times: dict[str, float]) -> list[Path]:
     """``notebooks`` ordered by their last recorded time, longest first (unknown ones first,
     in their given order), so that ``--jobs`` workers finish close together."""
-    known = {str(nb.relative_to(SRC)): times.get(str(nb.relative_to(SRC))) for nb in notebooks}
-    return sorted(notebooks, key=lambda nb: -(known[str(nb.relative_to(SRC))] or float("inf")))
+    return sorted(notebooks, key=lambda nb: -times.get(str(nb.relative_to(SRC)), float("inf")))
 
 
 def execute(notebooks: list[Path], scale: str, jobs: int = 1) -> dict[str, float]:
-    """Execute ``notebooks`` (in place), ``jobs`` at a time, each in its own process; return
-    ``{relative path: seconds}``. Any failure stops the build (exit code 1)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Execute ``notebooks`` (in place), ``jobs`` at a time, each in its own process (the
+    scheduler of ``make results``); return ``{relative path: seconds}``. Any failure stops
+    the build (exit code 1)."""
+    from make_results import run_parallel
 
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1; got {jobs}")
     if jobs == 1:
         return {str(nb.relative_to(SRC)): execute_one(nb, scale) for nb in notebooks}
-
-    def child(nb: Path) -> tuple[int, float]:
-        t0 = time.perf_counter()
-        cmd = [sys.executable, __file__, "--execute-one", str(nb), "--scale", scale]
-        return subprocess.run(cmd).returncode, time.perf_counter() - t0
-
-    with ThreadPoolExecutor(jobs) as pool:
-        done = list(pool.map(child, notebooks))
-    failed = [str(nb.relative_to(SRC)) for nb, (code, _) in zip(notebooks, done) if code]
+    cmds = [[sys.executable, __file__, "--execute-one", str(nb), "--scale", scale]
+            for nb in notebooks]  # fmt: skip
+    codes = run_parallel(cmds, jobs)
+    failed = [str(nb.relative_to(SRC)) for nb, code in zip(notebooks, codes) if code]
     if failed:
         print(f"[execute] FAILED: {', '.join(failed)}", file=sys.stderr)
         raise SystemExit(1)
-    return {str(nb.relative_to(SRC)): sec for nb, (_, sec) in zip(notebooks, done)}
+    # each child records its own time in the notebook's papermill metadata
+    return {str(nb.relative_to(SRC)): notebook_seconds(nb) for nb in notebooks}
+
+
+def notebook_seconds(nb: Path) -> float:
+    """The execution time papermill recorded in an executed notebook's metadata."""
+    return float(json.loads(nb.read_text(encoding="utf-8"))["metadata"]["papermill"]["duration"])
 
 
 def hide_injected_parameters(nb: Path) -> None:
